@@ -14,6 +14,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 	github.com/tetratelabs/wabin v0.0.0-20230304001439-f6f874872834
 	github.com/tetratelabs/wazero v1.12.0
+	github.com/wispfn/wisp/sdk/go v0.0.0-00010101000000-000000000000
 )
 
 require (
@@ -46,3 +47,5 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.34.1 // indirect
 )
+
+replace github.com/wispfn/wisp/sdk/go => ./sdk/go

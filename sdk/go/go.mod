@@ -1,0 +1,3 @@
+module github.com/wispfn/wisp/sdk/go
+
+go 1.24
