@@ -20,9 +20,8 @@ import (
 
 // Sync policies for Options.Sync.
 const (
-	// SyncAlways writes every JetStream message to the store with O_SYNC before it is
-	// acknowledged: an acknowledged write survives kill -9 and power loss. It costs one disk
-	// flush per write (see the package benchmarks), which the registry's rare writes can afford.
+	// SyncAlways fsyncs every JetStream write before it is acknowledged: an acknowledged write
+	// survives kill -9 and power loss. See Options.Sync.
 	SyncAlways = "always"
 )
 
@@ -50,16 +49,17 @@ type Options struct {
 	// are accepted) instead of embedding one. It must have JetStream enabled.
 	URL string
 
-	// Sync is the embedded store's durability policy.
+	// Sync is the embedded store's durability policy. Either way the server hands every write
+	// to the operating system before acknowledging it, so killing the process (kill -9, OOM,
+	// panic) loses no acknowledged write. The policies differ on a power loss or kernel crash:
 	//
-	// "" or "always" (the default) fsyncs every write before acknowledging it: an
-	// acknowledged deploy survives kill -9 and power loss, at the price of one disk flush per
-	// write.
+	// "" or "always" (the default) fsyncs every write before acknowledging it: an acknowledged
+	// deploy survives power loss too, at the price of one disk flush per write (a few hundred
+	// microseconds to milliseconds, depending on the disk). Registry writes are rare, so this
+	// is the right default for them.
 	//
-	// A duration such as "2m" (the NATS default) acknowledges writes once they are buffered
-	// in the process and fsyncs in the background at that interval: writes are cheaper, but a
-	// crash of the process can lose the last few milliseconds of acknowledged writes, and a
-	// power loss up to one interval of them.
+	// A duration such as "2m" (the NATS default) fsyncs in the background at that interval:
+	// writes are cheaper, but a power loss can lose up to one interval of acknowledged writes.
 	//
 	// Sync applies to the embedded server only; an external server keeps its own setting, and
 	// setting Sync together with URL is an error.
