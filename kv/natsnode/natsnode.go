@@ -54,9 +54,10 @@ type Options struct {
 	// panic) loses no acknowledged write. The policies differ on a power loss or kernel crash:
 	//
 	// "" or "always" (the default) fsyncs every write before acknowledging it: an acknowledged
-	// deploy survives power loss too, at the price of one disk flush per write (a few hundred
-	// microseconds to milliseconds, depending on the disk). Registry writes are rare, so this
-	// is the right default for them.
+	// deploy survives power loss too, at the price of one disk flush per write. A registry
+	// deploy makes three writes; BenchmarkDeploy in kv/registry compares both policies (on the
+	// development machine: 0.59 ms per deploy with "always", 0.12 ms with "2m"). Registry
+	// writes are rare, so durability wins.
 	//
 	// A duration such as "2m" (the NATS default) fsyncs in the background at that interval:
 	// writes are cheaper, but a power loss can lose up to one interval of acknowledged writes.

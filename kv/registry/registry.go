@@ -259,6 +259,9 @@ func (r *Registry) Code(ctx context.Context, digest string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot get code %s: %w", digest, err)
 	}
 	wasm, err := r.dec.DecodeAll(packed, nil)
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return nil, fmt.Errorf("cannot decompress code %s: %w (the limit is %d bytes)", digest, err, r.maxCode)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot decompress code %s (%d bytes): %w", digest, len(packed), err)
 	}
@@ -315,8 +318,9 @@ func validate(f *Function) error {
 // Concurrent deploys of one name, from any process, always get distinct versions, and the
 // current version only ever moves forward: if a deploy finishes after a later one has become
 // current, its version is kept (Version finds it) but does not become current. Deploy returns
-// ErrConflict if the function is deleted while being deployed. Version numbers are not reused
-// and, after a crashed deploy, may skip one.
+// ErrConflict if the function is deleted while being deployed. While a name exists its version
+// numbers are never reused; a deploy that crashed halfway may leave one skipped. After Delete,
+// the name starts again at 1.
 func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 	if err := validate(&f); err != nil {
 		return Function{}, fmt.Errorf("cannot deploy: %w", err)

@@ -777,3 +777,37 @@ func TestExternalNodeSeesRegistry(t *testing.T) {
 		t.Fatalf("embedded side: got %+v, %v; want version 2", f, err)
 	}
 }
+
+func TestCodeOverLimitIsNotDecompressed(t *testing.T) {
+	n := startNode(t, natsnode.Options{})
+	big := openRegistry(t, n)
+	digest := putCode(t, big, module(1, 4096))
+	small := openRegistry(t, n, WithMaxCodeBytes(1024))
+	_, err := small.Code(context.Background(), digest)
+	if err == nil || !strings.Contains(err.Error(), "the limit is 1024 bytes") {
+		t.Fatalf("Code of a module over the limit: got %v; want an error naming the limit", err)
+	}
+}
+
+func TestWatchEndsWhenNodeCloses(t *testing.T) {
+	n := startNode(t, natsnode.Options{})
+	r := openRegistry(t, n)
+	ch, err := r.Watch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	deadline := time.After(5 * time.Second)
+	for done := false; !done; {
+		select {
+		case _, ok := <-ch:
+			done = !ok
+		case <-deadline:
+			t.Fatal("watch channel not closed 5s after the node closed")
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
