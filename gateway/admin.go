@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cloudwego/hertz/pkg/app"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/wispfn/wisp/kv/registry"
+)
+
+// authorize guards the admin API with the bearer token.
+func (s *Server) authorize(_ context.Context, rc *app.RequestContext) {
+	auth := rc.Request.Header.Peek("Authorization")
+	tok, ok := bytes.CutPrefix(auth, []byte("Bearer "))
+	if !ok || subtle.ConstantTimeCompare(bytes.TrimSpace(tok), []byte(s.cfg.Token)) != 1 {
+		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="wisp"`)
+		msg := "admin API needs Authorization: Bearer TOKEN (the server's WISP_TOKEN)"
+		if ok {
+			msg = "admin token does not match"
+		}
+		writeError(rc, errorf(http.StatusUnauthorized, "%s", msg))
+		rc.Abort()
+	}
+}
+
+// functionInfo is a function as the admin API shows it.
+type functionInfo struct {
+	registry.Function
+	URL           string `json:"url,omitempty"`
+	LiveInstances int    `json:"live_instances"`
+}
+
+func (s *Server) info(meta registry.Function) functionInfo {
+	fi := functionInfo{Function: meta}
+	if e := s.cat.table().byName[meta.Name]; e != nil {
+		fi.LiveInstances = e.fn.Live()
+		fi.URL = s.URL() + e.prefix + "/"
+	}
+	return fi
+}
+
+func (s *Server) serveList(ctx context.Context, rc *app.RequestContext) {
+	fns, err := s.cfg.Registry.List(ctx)
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	out := make([]functionInfo, 0, len(fns))
+	for _, f := range fns {
+		out = append(out, s.info(f))
+	}
+	writeJSON(rc, http.StatusOK, map[string]any{"functions": out})
+}
+
+func (s *Server) serveGet(ctx context.Context, rc *app.RequestContext) {
+	name := rc.Param("name")
+	if err := registry.ValidName(name); err != nil {
+		s.requestError(rc, errorf(http.StatusBadRequest, "%v", err))
+		return
+	}
+	f, err := s.cfg.Registry.Get(ctx, name)
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	writeJSON(rc, http.StatusOK, s.info(f))
+}
+
+func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
+	name := rc.Param("name")
+	if err := s.cat.remove(ctx, name); err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	s.log.Info("function removed", "function", name)
+	writeJSON(rc, http.StatusOK, map[string]string{"removed": name})
+}
+
+// serveDeploy takes a module as the request body (optionally zstd- or gzip-encoded) and the
+// function's settings as query parameters: route, host, memory_mib, timeout_ms, max_instances,
+// max_request_bytes, max_response_bytes, env (repeated, KEY=VALUE).
+func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
+	start := time.Now()
+	d, err := s.parseDeploy(rc)
+	if err == nil {
+		var meta registry.Function
+		meta, err = s.cat.deploy(ctx, d)
+		if err == nil {
+			deploysTotal.Inc()
+			s.log.Info("function deployed", "function", meta.Name, "version", meta.Version,
+				"bytes", meta.Size, "route", meta.Route, "host", meta.Host, "took", time.Since(start).Round(time.Microsecond))
+			writeJSON(rc, http.StatusCreated, s.info(meta))
+			return
+		}
+	}
+	deployFailures.Inc()
+	s.log.Warn("deploy refused", "function", rc.Param("name"), "error", err)
+	s.requestError(rc, err)
+}
+
+func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
+	d := deployRequest{Name: rc.Param("name")}
+	if err := registry.ValidName(d.Name); err != nil {
+		return d, errorf(http.StatusBadRequest, "%v", err)
+	}
+	args := rc.QueryArgs()
+	d.Route = string(args.Peek("route"))
+	d.Host = string(args.Peek("host"))
+	var err error
+	intArg := func(key string, max int64) int64 {
+		v := args.Peek(key)
+		if len(v) == 0 || err != nil {
+			return 0
+		}
+		n, perr := strconv.ParseInt(string(v), 10, 64)
+		if perr != nil || n < 0 || n > max {
+			err = errorf(http.StatusBadRequest, "query parameter %s=%q must be an integer in [0, %d]", key, v, max)
+		}
+		return n
+	}
+	d.Limits = registry.Limits{
+		MemoryMiB:        int(intArg("memory_mib", 4096)),
+		TimeoutMs:        int(intArg("timeout_ms", int64(time.Hour/time.Millisecond))),
+		MaxInstances:     int(intArg("max_instances", 1<<16)),
+		MaxRequestBytes:  intArg("max_request_bytes", 1<<30),
+		MaxResponseBytes: intArg("max_response_bytes", 1<<30),
+	}
+	if err != nil {
+		return d, err
+	}
+	for _, kv := range args.PeekAll("env") {
+		k, v, ok := strings.Cut(string(kv), "=")
+		if !ok || k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+			return d, errorf(http.StatusBadRequest, "env %q must be KEY=VALUE with a non-empty key", kv)
+		}
+		if d.Env == nil {
+			d.Env = map[string]string{}
+		}
+		d.Env[k] = v
+	}
+	wasm, err := decodeUpload(rc.Request.Header.Peek("Content-Encoding"), rc.Request.Body(), s.cfg.MaxModuleBytes)
+	if err != nil {
+		return d, err
+	}
+	d.Wasm = wasm
+	return d, nil
+}
+
+// decodeUpload undoes a Content-Encoding of zstd or gzip, refusing output larger than max.
+func decodeUpload(encoding, body []byte, max int) ([]byte, error) {
+	var r io.Reader
+	switch strings.ToLower(strings.TrimSpace(string(encoding))) {
+	case "", "identity":
+		if len(body) > max {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "module of %d bytes exceeds the limit of %d", len(body), max)
+		}
+		return body, nil
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(body), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(max)+1))
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "cannot read zstd upload: %v", err)
+		}
+		defer zr.Close()
+		r = zr
+	case "gzip", "x-gzip":
+		gr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "cannot read gzip upload: %v", err)
+		}
+		r = gr
+	default:
+		return nil, errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported; send identity, zstd or gzip", encoding)
+	}
+	out, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "cannot decompress upload (%s): %v", encoding, err)
+	}
+	if len(out) > max {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "decompressed module exceeds the limit of %d bytes", max)
+	}
+	return out, nil
+}
+
+// serveAdminInvoke runs a function by name, whatever its route or host: the guest sees the path
+// after /_wisp/invoke/NAME.
+func (s *Server) serveAdminInvoke(ctx context.Context, rc *app.RequestContext) {
+	start := time.Now()
+	name := rc.Param("name")
+	e := s.cat.table().byName[name]
+	if e == nil {
+		writeError(rc, errorf(http.StatusNotFound, "no function named %q", name))
+		return
+	}
+	path := rc.Request.URI().PathOriginal()
+	rest := path[min(len(path), len(adminPrefix)+len("/invoke/")+len(name)):]
+	status := s.invoke(ctx, rc, e, rest)
+	e.stats.observe(status, start)
+}
+
+// writePrometheus writes every registered metric plus process and Go runtime metrics.
+func writePrometheus(w io.Writer) {
+	metrics.WritePrometheus(w, true)
+}

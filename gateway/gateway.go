@@ -1,0 +1,142 @@
+// Package gateway is Wisp's HTTP front door: a Hertz server on netpoll that routes each request
+// to its function's runtime, serves the admin API, /metrics, and compresses responses.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cloudwego/hertz/pkg/app"
+	"github.com/cloudwego/hertz/pkg/app/server"
+	"github.com/cloudwego/hertz/pkg/common/hlog"
+
+	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/pool"
+)
+
+// adminPrefix is the reserved path prefix of the admin API; no function can route under it.
+const adminPrefix = "/_wisp"
+
+// DefaultMaxModuleBytes bounds a deployed module, after decompression.
+const DefaultMaxModuleBytes = 64 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Listener is where the server accepts connections. Required: the caller picks the
+	// address (127.0.0.1:0 in tests) and can read it back before serving.
+	Listener net.Listener
+	// Token guards the admin API (Authorization: Bearer TOKEN). Required.
+	Token string
+	// Registry stores function metadata and code. Required.
+	Registry *registry.Registry
+	// Runtime compiles and runs functions. Required.
+	Runtime *pool.Runtime
+	// Logger receives request errors and lifecycle events. Default slog.Default().
+	Logger *slog.Logger
+	// MaxModuleBytes bounds a module upload after decompression. Default DefaultMaxModuleBytes.
+	MaxModuleBytes int
+}
+
+// Server is the gateway. Start it once, Shutdown it once.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	cat    *catalog
+	h      *server.Hertz
+	runErr chan error
+}
+
+var hlogOnce sync.Once
+
+// New builds a Server; it does not accept connections until Start.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Listener == nil:
+		return nil, errors.New("gateway: no listener")
+	case cfg.Token == "":
+		return nil, errors.New("gateway: no admin token")
+	case cfg.Registry == nil || cfg.Runtime == nil:
+		return nil, errors.New("gateway: registry and runtime are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = DefaultMaxModuleBytes
+	}
+	hlogOnce.Do(func() { hlog.SetLevel(hlog.LevelWarn) })
+	s := &Server{cfg: cfg, log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1)}
+	s.h = server.New(
+		server.WithListener(cfg.Listener),
+		server.WithMaxRequestBodySize(cfg.MaxModuleBytes+1<<20),
+		server.WithRedirectTrailingSlash(false),
+		server.WithRedirectFixedPath(false),
+		server.WithDisablePrintRoute(true),
+		server.WithExitWaitTime(time.Second),
+		server.WithIdleTimeout(90*time.Second),
+	)
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	h := s.h
+	h.GET("/metrics", s.serveMetrics)
+	h.GET(adminPrefix+"/healthz", s.serveHealth)
+	admin := h.Group(adminPrefix, s.authorize)
+	admin.GET("/functions", s.serveList)
+	admin.GET("/functions/:name", s.serveGet)
+	admin.PUT("/functions/:name", s.serveDeploy)
+	admin.POST("/functions/:name", s.serveDeploy)
+	admin.DELETE("/functions/:name", s.serveRemove)
+	admin.Any("/invoke/:name", s.serveAdminInvoke)
+	admin.Any("/invoke/:name/*path", s.serveAdminInvoke)
+	h.NoRoute(s.serveFunction)
+}
+
+// Load routes every function already in the registry. Call it before Start.
+func (s *Server) Load(ctx context.Context) error {
+	return s.cat.load(ctx, s.log.Info)
+}
+
+// Start begins serving in the background.
+func (s *Server) Start() {
+	go func() { s.runErr <- s.h.Run() }()
+}
+
+// URL is the base URL clients use.
+func (s *Server) URL() string { return "http://" + s.cfg.Listener.Addr().String() }
+
+// Shutdown stops accepting connections, waits for in-flight requests until ctx ends, then
+// retires every function version.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.h.Shutdown(ctx)
+	s.cat.close()
+	return err
+}
+
+// Functions returns the number of routed functions.
+func (s *Server) Functions() int { return len(s.cat.table().byName) }
+
+func (s *Server) serveHealth(_ context.Context, rc *app.RequestContext) {
+	writeJSON(rc, http.StatusOK, map[string]any{"status": "ok", "functions": s.Functions()})
+}
+
+func (s *Server) serveMetrics(_ context.Context, rc *app.RequestContext) {
+	rc.Response.Header.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	writePrometheus(rc.Response.BodyWriter())
+}
+
+// requestError logs an error the client caused or a server error, with the request it belongs to.
+func (s *Server) requestError(rc *app.RequestContext, err error) {
+	status, _ := statusOf(err)
+	if status >= 500 {
+		s.log.Error("request failed", "method", string(rc.Method()), "path", string(rc.Request.URI().PathOriginal()), "status", status, "error", err)
+	}
+	writeError(rc, err)
+}

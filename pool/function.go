@@ -1,0 +1,468 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wispfn/wisp/pool/abi"
+)
+
+// Spec describes one version of a function to compile.
+type Spec struct {
+	// Name identifies the function in logs and metrics.
+	Name string
+	// Wasm is the module: a WASI preview 1 reactor exporting the guest ABI (docs/abi.md).
+	Wasm []byte
+	// Env is the guest's environment.
+	Env map[string]string
+	// Limits bound the function; zero fields take their defaults.
+	Limits Limits
+}
+
+// Function is one compiled version of a function with its pool of live instances. Invoke is
+// safe for concurrent use; each instance serves one request at a time. Close it when the
+// version is replaced or removed: in-flight requests finish, then their instances are closed.
+type Function struct {
+	rt       *Runtime
+	name     string
+	limits   Limits
+	compiled wazero.CompiledModule
+	modCfg   wazero.ModuleConfig
+	alloc    experimental.MemoryAllocator
+	stats    *fnStats
+	logw     *lineLogger
+
+	idle   chan *instance // idle instances, at most limits.MaxInstances
+	freed  chan struct{}  // a slot freed by a discarded instance; wakes one waiter
+	live   atomic.Int32   // idle + busy instances
+	closed atomic.Bool
+
+	closeOnce sync.Once
+}
+
+// ABI exports, see docs/abi.md.
+const (
+	exportMemory     = "memory"
+	exportInitialize = "_initialize"
+	exportStart      = "wisp_start"
+	exportAlloc      = "wisp_alloc"
+	exportHandle     = "wisp_handle"
+)
+
+// Compile compiles and validates spec, then instantiates it once to prove that it initializes;
+// that instance becomes the function's first idle one. Errors that are the module's fault wrap
+// ErrInvalidModule.
+func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
+	if err := spec.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
+	lim := spec.Limits.WithDefaults()
+	start := time.Now()
+	compiled, err := r.wz.CompileModule(ctx, spec.Wasm)
+	if err != nil {
+		return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
+	}
+	if err := checkExports(compiled, lim); err != nil {
+		_ = compiled.Close(ctx)
+		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
+	stats := r.stats.get(spec.Name)
+	stats.compileSeconds.UpdateDuration(start)
+
+	f := &Function{
+		rt:       r,
+		name:     spec.Name,
+		limits:   lim,
+		compiled: compiled,
+		alloc:    limitAllocator(lim.MemoryBytes),
+		stats:    stats,
+		logw:     newLineLogger(r.log, spec.Name),
+		idle:     make(chan *instance, lim.MaxInstances),
+		freed:    make(chan struct{}, lim.MaxInstances),
+	}
+	f.modCfg = moduleConfig(spec.Env, f.logw)
+
+	ictx, cancel := context.WithTimeout(ctx, lim.Timeout)
+	in, err := f.instantiate(ictx)
+	cancel()
+	if err != nil {
+		_ = compiled.Close(ctx)
+		return nil, fmt.Errorf("cannot initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
+	f.live.Store(1)
+	f.stats.liveInstances.Add(1)
+	f.idle <- in
+	return f, nil
+}
+
+func moduleConfig(env map[string]string, logw *lineLogger) wazero.ModuleConfig {
+	cfg := wazero.NewModuleConfig().
+		WithName("").         // instances of one module are anonymous, so many can live at once
+		WithStartFunctions(). // _initialize and wisp_start are called explicitly, to report errors
+		WithStdout(logw.stream("stdout")).
+		WithStderr(logw.stream("stderr")).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(randSource)
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cfg = cfg.WithEnv(k, env[k])
+	}
+	return cfg
+}
+
+func checkExports(m wazero.CompiledModule, lim Limits) error {
+	mem, ok := m.ExportedMemories()[exportMemory]
+	if !ok {
+		return fmt.Errorf("module exports no %q", exportMemory)
+	}
+	if need := uint64(mem.Min()) * wasmPage; need > lim.MemoryBytes {
+		return fmt.Errorf("module needs %d bytes of memory at start; the function's memory limit is %d", need, lim.MemoryBytes)
+	}
+	fns := m.ExportedFunctions()
+	want := []struct {
+		name     string
+		params   []api.ValueType
+		results  []api.ValueType
+		required bool
+	}{
+		{exportAlloc, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}, true},
+		{exportHandle, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}, true},
+		{exportInitialize, nil, nil, false},
+		{exportStart, nil, nil, false},
+	}
+	for _, w := range want {
+		def, ok := fns[w.name]
+		if !ok {
+			if w.required {
+				return fmt.Errorf("module exports no %q function (is it built with the Wisp SDK as a reactor?)", w.name)
+			}
+			continue
+		}
+		if !sameTypes(def.ParamTypes(), w.params) || !sameTypes(def.ResultTypes(), w.results) {
+			return fmt.Errorf("export %q has signature %v -> %v; want %v -> %v",
+				w.name, typeNames(def.ParamTypes()), typeNames(def.ResultTypes()), typeNames(w.params), typeNames(w.results))
+		}
+	}
+	return nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func typeNames(ts []api.ValueType) []string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = api.ValueTypeName(t)
+	}
+	return s
+}
+
+// Name returns the function's name.
+func (f *Function) Name() string { return f.name }
+
+// Limits returns the function's limits with defaults applied.
+func (f *Function) Limits() Limits { return f.limits }
+
+// Live returns the number of live instances (idle and busy).
+func (f *Function) Live() int { return int(f.live.Load()) }
+
+// Close stops admitting requests and closes idle instances; busy ones are closed when their
+// request ends. The compiled code is released once the last instance is gone.
+func (f *Function) Close() {
+	f.closeOnce.Do(func() {
+		f.closed.Store(true)
+		f.drainIdle()
+	})
+}
+
+// drainIdle closes every idle instance. Instances returned later are closed by release.
+func (f *Function) drainIdle() {
+	for {
+		select {
+		case in := <-f.idle:
+			f.discard(in)
+		default:
+			return
+		}
+	}
+}
+
+// instance is one live instantiation of a function, used by one request at a time.
+type instance struct {
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	handle api.Function
+	stack  [2]uint64 // CallWithStack scratch: params in, results out
+	bufPtr uint32    // request buffer from wisp_alloc
+	bufCap uint32
+}
+
+func (f *Function) instantiate(ctx context.Context) (*instance, error) {
+	ictx := experimental.WithMemoryAllocator(ctx, f.alloc)
+	mod, err := f.rt.wz.InstantiateModule(ictx, f.compiled, f.modCfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{exportInitialize, exportStart} {
+		if fn := mod.ExportedFunction(name); fn != nil {
+			if _, err := fn.Call(ctx); err != nil {
+				_ = mod.Close(ctx)
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return &instance{
+		mod:    mod,
+		mem:    mod.ExportedMemory(exportMemory),
+		alloc:  mod.ExportedFunction(exportAlloc),
+		handle: mod.ExportedFunction(exportHandle),
+	}, nil
+}
+
+// acquire returns an idle instance, instantiates a new one if the function is below its
+// instance limit, or waits for one until ctx is done.
+func (f *Function) acquire(ctx context.Context) (*instance, error) {
+	for {
+		select {
+		case in := <-f.idle:
+			f.stats.hotStarts.Inc()
+			return in, nil
+		default:
+		}
+		if f.closed.Load() {
+			return nil, ErrClosed
+		}
+		if n := f.live.Add(1); n <= int32(f.limits.MaxInstances) {
+			start := time.Now()
+			in, err := f.instantiate(ctx)
+			if err != nil {
+				f.live.Add(-1)
+				f.signalFreed()
+				return nil, err
+			}
+			f.stats.coldStarts.Inc()
+			f.stats.liveInstances.Add(1)
+			f.stats.instantiateSeconds.UpdateDuration(start)
+			return in, nil
+		}
+		f.live.Add(-1)
+		f.stats.waits.Inc()
+		select {
+		case in := <-f.idle:
+			f.stats.hotStarts.Inc()
+			return in, nil
+		case <-f.freed:
+			// A slot freed up; go round and take it.
+		case <-ctx.Done():
+			return nil, fmt.Errorf("function %q: %w (%d instances, limit %d; raise the function's max_instances): %w",
+				f.name, ErrBusy, f.live.Load(), f.limits.MaxInstances, ctx.Err())
+		}
+	}
+}
+
+// release returns a healthy instance to the idle pool.
+func (f *Function) release(in *instance) {
+	if f.closed.Load() {
+		f.discard(in)
+		return
+	}
+	f.idle <- in // never blocks: at most MaxInstances live instances exist
+	if f.closed.Load() {
+		f.drainIdle() // Close raced with the send
+	}
+}
+
+// discard closes an instance off the request path and frees its slot.
+func (f *Function) discard(in *instance) {
+	go func() {
+		_ = in.mod.Close(context.Background())
+	}()
+	f.stats.liveInstances.Add(-1)
+	if f.live.Add(-1) == 0 && f.closed.Load() {
+		go func() { _ = f.compiled.Close(context.Background()) }()
+	}
+	f.signalFreed()
+}
+
+func (f *Function) signalFreed() {
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+// ResponseFunc receives the guest's response. resp and every slice in it alias guest memory and
+// are valid only until the function returns: copy what you keep.
+type ResponseFunc func(resp *abi.Response) error
+
+// Invoke runs one request on an instance of f and hands the response to fn before the
+// instance is reused. req must stay unchanged until Invoke returns. Errors are a *GuestError
+// (the guest's fault; its instance was discarded), ErrBusy, ErrClosed, the error fn returned,
+// or ctx's error.
+func (f *Function) Invoke(ctx context.Context, req *abi.Request, fn ResponseFunc) error {
+	c := callPool.Get().(*call)
+	c.ctx, c.f, c.req, c.fn = ctx, f, req, fn
+	if err := f.rt.workers.Invoke(c); err != nil {
+		c.reset()
+		callPool.Put(c)
+		return fmt.Errorf("cannot schedule %q: %w", f.name, err)
+	}
+	<-c.done
+	err := c.err
+	c.reset()
+	callPool.Put(c)
+	return err
+}
+
+// call is one Invoke travelling to a worker goroutine and back. Pooled: no allocation per request.
+type call struct {
+	ctx  context.Context
+	f    *Function
+	req  *abi.Request
+	fn   ResponseFunc
+	err  error
+	done chan struct{}
+	resp abi.Response
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func (c *call) reset() {
+	c.ctx, c.f, c.req, c.fn, c.err = nil, nil, nil, nil, nil
+	c.resp.Headers = c.resp.Headers[:0]
+	c.resp.Body = nil
+}
+
+func (c *call) run() {
+	c.err = c.f.execute(c.ctx, c.req, &c.resp, c.fn)
+	c.done <- struct{}{}
+}
+
+// execute runs on a worker goroutine.
+func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Response, fn ResponseFunc) error {
+	ctx, cancel := context.WithTimeout(ctx, f.limits.Timeout)
+	defer cancel()
+	in, err := f.acquire(ctx)
+	if err != nil {
+		var ge *GuestError
+		if errors.As(err, &ge) || errors.Is(err, ErrBusy) || errors.Is(err, ErrClosed) {
+			return err
+		}
+		return f.fault(FaultTrap, fmt.Sprintf("instantiate: %v", err))
+	}
+	start := time.Now()
+	if err := f.call(ctx, in, req, resp); err != nil {
+		f.discard(in)
+		return err
+	}
+	f.stats.runSeconds.UpdateDuration(start)
+	err = fn(resp)
+	f.release(in)
+	return err
+}
+
+// call encodes req into the instance's request buffer, calls wisp_handle and decodes the
+// response into resp. A non-nil error means the instance must be discarded.
+func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, resp *abi.Response) error {
+	size := abi.RequestSize(req)
+	if uint64(size) > uint64(^uint32(0)) {
+		return f.fault(FaultBadResponse, fmt.Sprintf("request of %d bytes exceeds wasm32 addressing", size))
+	}
+	if uint32(size) > in.bufCap {
+		want := uint32(size)
+		if want < 4096 {
+			want = 4096
+		}
+		in.stack[0] = uint64(want)
+		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
+			return f.callError(ctx, err)
+		}
+		ptr := uint32(in.stack[0])
+		if ptr == 0 {
+			return f.fault(FaultExit, fmt.Sprintf("wisp_alloc(%d) returned 0: guest out of memory", want))
+		}
+		in.bufPtr, in.bufCap = ptr, want
+	}
+	view, ok := in.mem.Read(in.bufPtr, uint32(size))
+	if !ok {
+		return f.fault(FaultBadResponse, fmt.Sprintf("wisp_alloc returned buffer %#x+%d outside memory of %d bytes", in.bufPtr, size, in.mem.Size()))
+	}
+	abi.AppendRequest(view[:0], req)
+
+	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(size)
+	if err := in.handle.CallWithStack(ctx, in.stack[:]); err != nil {
+		return f.callError(ctx, err)
+	}
+	packed := in.stack[0]
+	ptr, n := uint32(packed>>32), uint32(packed)
+	if int64(n) > int64(f.limits.MaxResponseBytes)+1<<16 {
+		return f.fault(FaultBadResponse, fmt.Sprintf("response of %d bytes exceeds the function's limit of %d", n, f.limits.MaxResponseBytes))
+	}
+	out, ok := in.mem.Read(ptr, n)
+	if !ok {
+		return f.fault(FaultBadResponse, fmt.Sprintf("response %#x+%d lies outside memory of %d bytes", ptr, n, in.mem.Size()))
+	}
+	if err := abi.DecodeResponse(out, resp); err != nil {
+		return f.fault(FaultBadResponse, err.Error())
+	}
+	if resp.Status == 0 {
+		return f.fault(FaultPanic, string(resp.Body))
+	}
+	if len(resp.Body) > f.limits.MaxResponseBytes {
+		return f.fault(FaultBadResponse, fmt.Sprintf("response body of %d bytes exceeds the function's limit of %d", len(resp.Body), f.limits.MaxResponseBytes))
+	}
+	return nil
+}
+
+// callError classifies an error from a guest call.
+func (f *Function) callError(ctx context.Context, err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return f.fault(FaultTimeout, fmt.Sprintf("deadline of %v exceeded", f.limits.Timeout))
+		case sys.ExitCodeContextCanceled:
+			return ctx.Err()
+		}
+		return f.fault(FaultExit, fmt.Sprintf("guest exited with code %d%s", exit.ExitCode(), f.logw.tail()))
+	}
+	// A Go guest that cannot grow its memory prints "out of memory" and traps.
+	if tail := f.logw.tail(); strings.Contains(tail, "out of memory") {
+		return f.fault(FaultOOM, fmt.Sprintf("memory limit of %d bytes reached%s: %v", f.limits.MemoryBytes, tail, err))
+	}
+	return f.fault(FaultTrap, err.Error())
+}
+
+// fault records a guest fault under a new error id and returns it.
+func (f *Function) fault(kind FaultKind, detail string) *GuestError {
+	e := &GuestError{Function: f.name, Kind: kind, ID: newErrorID(), Detail: detail}
+	f.stats.faults(kind).Inc()
+	f.rt.log.Error("guest fault", "function", f.name, "kind", string(kind), "error_id", e.ID, "detail", detail)
+	return e
+}

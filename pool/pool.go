@@ -1,0 +1,101 @@
+// Package pool runs functions: it compiles their wasm with wazero, keeps the compiled code
+// resident, keeps per-function pools of live instances, and executes requests on a bounded
+// goroutine pool under each function's limits.
+package pool
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/panjf2000/ants/v2"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Config configures a Runtime. The zero value is usable: memory-only compilation cache,
+// default worker count, logs to slog.Default().
+type Config struct {
+	// CacheDir holds wazero's file compilation cache, so a restart does not recompile.
+	// Empty means an in-memory cache only.
+	CacheDir string
+	// Workers bounds how many requests execute guest code at once across all functions.
+	// Default 256 × GOMAXPROCS: executions that wait on hostcalls hold a worker.
+	Workers int
+	// Logger receives guest faults and guest stdout/stderr. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Runtime owns the wazero runtime, the compilation cache, the goroutine pool that executes
+// requests, and every Function compiled through it. It is safe for concurrent use.
+// Close it after closing (or abandoning) its functions.
+type Runtime struct {
+	wz      wazero.Runtime
+	cache   wazero.CompilationCache
+	workers *ants.PoolWithFuncGeneric[*call]
+	log     *slog.Logger
+	stats   statsRegistry
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New starts a Runtime.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	var cache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open compilation cache %q: %w", cfg.CacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(MaxMemoryBytes / wasmPage)
+	wz := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, wz); err != nil {
+		_ = wz.Close(ctx)
+		return nil, fmt.Errorf("cannot instantiate WASI: %w", err)
+	}
+	n := cfg.Workers
+	if n <= 0 {
+		n = 256 * runtime.GOMAXPROCS(0)
+	}
+	workers, err := ants.NewPoolWithFuncGeneric(n, (*call).run)
+	if err != nil {
+		_ = wz.Close(ctx)
+		return nil, fmt.Errorf("cannot start %d workers: %w", n, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runtime{wz: wz, cache: cache, workers: workers, log: log}, nil
+}
+
+// Close stops the worker pool and closes the wazero runtime and every instance in it.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.workers.Release()
+	err := r.wz.Close(ctx)
+	if cerr := r.cache.Close(ctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// randSource feeds guests' random_get. crypto/rand's Reader is safe for concurrent use.
+var randSource = rand.Reader

@@ -1,0 +1,212 @@
+package pool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/pool"
+	"github.com/wispfn/wisp/pool/abi"
+	"github.com/wispfn/wisp/sdk/build/buildtest"
+)
+
+func newRuntime(t testing.TB) *pool.Runtime {
+	t.Helper()
+	rt, err := pool.New(context.Background(), pool.Config{CacheDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	return rt
+}
+
+func compile(t testing.TB, rt *pool.Runtime, example string, lim pool.Limits) *pool.Function {
+	t.Helper()
+	f, err := rt.Compile(context.Background(), pool.Spec{Name: example, Wasm: buildtest.Wasm(t, example), Limits: lim, Env: map[string]string{"GREETING": "hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
+func request(method, uri string) *abi.Request {
+	return &abi.Request{Method: []byte(method), URI: []byte(uri), FullURI: []byte(uri), Host: []byte("test"), RemoteAddr: []byte("127.0.0.1:1")}
+}
+
+// result is a copy of a guest response, taken while the instance is held.
+type result struct {
+	status int
+	header map[string]string
+	body   string
+}
+
+func invoke(f *pool.Function, req *abi.Request) (result, error) {
+	var r result
+	err := f.Invoke(context.Background(), req, func(resp *abi.Response) error {
+		r.status = resp.Status
+		r.header = map[string]string{}
+		for _, h := range resp.Headers {
+			r.header[string(h.Name)] = string(h.Value)
+		}
+		r.body = string(resp.Body)
+		return nil
+	})
+	return r, err
+}
+
+func TestHello(t *testing.T) {
+	f := compile(t, newRuntime(t), "hello", pool.Limits{})
+	r, err := invoke(f, request("GET", "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.status != 200 || r.body != "Hello WASM from Golang!" || r.header["Content-Type"] != "text/plain" {
+		t.Fatalf("got %+v; want 200 text/plain Hello WASM from Golang!", r)
+	}
+}
+
+func TestInstanceReusedAndDiscardedOnFault(t *testing.T) {
+	f := compile(t, newRuntime(t), "faults", pool.Limits{MaxInstances: 1, Timeout: 2 * time.Second, MemoryBytes: 32 << 20})
+	count := func() int {
+		t.Helper()
+		r, err := invoke(f, request("GET", "/ok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.Atoi(r.header["X-Count"])
+		if err != nil {
+			t.Fatalf("X-Count %q: %v", r.header["X-Count"], err)
+		}
+		return n
+	}
+	if a, b := count(), count(); b != a+1 {
+		t.Fatalf("X-Count went %d then %d; want the one instance reused", a, b)
+	}
+	faults := []struct {
+		path string
+		kind pool.FaultKind
+	}{
+		{"/panic", pool.FaultPanic},
+		{"/exit", pool.FaultExit},
+		{"/oom", pool.FaultOOM},
+		{"/loop", pool.FaultTimeout},
+	}
+	for _, tt := range faults {
+		t.Run(tt.path, func(t *testing.T) {
+			_, err := invoke(f, request("GET", tt.path))
+			var ge *pool.GuestError
+			if !errors.As(err, &ge) {
+				t.Fatalf("%s: err = %v; want a *GuestError", tt.path, err)
+			}
+			if ge.Kind != tt.kind || ge.ID == "" || ge.Function != "faults" {
+				t.Fatalf("%s: got %+v; want kind %s with an id", tt.path, ge, tt.kind)
+			}
+			if n := count(); n != 1 {
+				t.Fatalf("after %s, X-Count = %d; want 1 (a fresh instance)", tt.path, n)
+			}
+		})
+	}
+}
+
+func TestInstanceLimitQueuesThenServes(t *testing.T) {
+	f := compile(t, newRuntime(t), "hello", pool.Limits{MaxInstances: 2})
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := invoke(f, request("GET", "/"))
+			if err == nil && r.status != 200 {
+				err = fmt.Errorf("status %d", r.status)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := f.Live(); n > 2 {
+		t.Errorf("%d live instances; want at most 2", n)
+	}
+}
+
+func TestBusyWhenNoInstanceFreesInTime(t *testing.T) {
+	f := compile(t, newRuntime(t), "faults", pool.Limits{MaxInstances: 1, Timeout: 300 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { _, err := invoke(f, request("GET", "/loop")); done <- err }()
+	time.Sleep(50 * time.Millisecond) // let the loop take the only instance
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := f.Invoke(ctx, request("GET", "/ok"), func(*abi.Response) error { return nil })
+	if !errors.Is(err, pool.ErrBusy) {
+		t.Errorf("err = %v; want ErrBusy", err)
+	}
+	var ge *pool.GuestError
+	if err := <-done; !errors.As(err, &ge) || ge.Kind != pool.FaultTimeout {
+		t.Errorf("loop: err = %v; want a timeout fault", err)
+	}
+}
+
+func TestCompileRefusesBadModules(t *testing.T) {
+	rt := newRuntime(t)
+	hello := buildtest.Wasm(t, "hello")
+	tests := []struct {
+		name string
+		wasm []byte
+		lim  pool.Limits
+	}{
+		{"empty", nil, pool.Limits{}},
+		{"not wasm", []byte("hello world, not wasm"), pool.Limits{}},
+		{"truncated", hello[:len(hello)/2], pool.Limits{}},
+		{"no exports", []byte("\x00asm\x01\x00\x00\x00"), pool.Limits{}},
+		{"memory limit below the module's minimum", hello, pool.Limits{MemoryBytes: 64 << 10}},
+		{"negative timeout", hello, pool.Limits{Timeout: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := rt.Compile(context.Background(), pool.Spec{Name: "bad", Wasm: tt.wasm, Limits: tt.lim})
+			if !errors.Is(err, pool.ErrInvalidModule) {
+				t.Fatalf("err = %v; want ErrInvalidModule", err)
+			}
+		})
+	}
+}
+
+func TestClosedFunctionRefusesRequests(t *testing.T) {
+	f := compile(t, newRuntime(t), "hello", pool.Limits{})
+	f.Close()
+	if _, err := invoke(f, request("GET", "/")); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("err = %v; want ErrClosed", err)
+	}
+}
+
+func BenchmarkInvokeHello(b *testing.B) {
+	f := compile(b, newRuntime(b), "hello", pool.Limits{})
+	req := request("GET", "/")
+	req.Headers = []abi.Header{{Name: []byte("Accept"), Value: []byte("*/*")}, {Name: []byte("User-Agent"), Value: []byte("bench")}}
+	var n int
+	fn := func(resp *abi.Response) error { n += len(resp.Body); return nil }
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.Invoke(ctx, req, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n != b.N*len("Hello WASM from Golang!") {
+		b.Fatalf("read %d body bytes over %d calls", n, b.N)
+	}
+}

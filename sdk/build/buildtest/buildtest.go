@@ -1,0 +1,65 @@
+// Package buildtest builds the functions in examples/ to wasm for tests and benchmarks, once
+// per test binary, with the same build engine as `wisp build`.
+package buildtest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/wispfn/wisp/sdk/build"
+)
+
+var (
+	mu    sync.Mutex
+	built = map[string]*example{}
+)
+
+type example struct {
+	once sync.Once
+	wasm []byte
+	err  error
+	log  string
+}
+
+// Dir returns the directory of examples/NAME in this source tree.
+func Dir(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "examples", name)
+}
+
+// Wasm returns examples/NAME built to a wasm module, building it on first use. The returned
+// slice is shared: callers must not modify it.
+func Wasm(tb testing.TB, name string) []byte {
+	tb.Helper()
+	mu.Lock()
+	e, ok := built[name]
+	if !ok {
+		e = &example{}
+		built[name] = e
+	}
+	mu.Unlock()
+	e.once.Do(func() {
+		dir, err := os.MkdirTemp("", "wisp-example-")
+		if err != nil {
+			e.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, name+".wasm")
+		var log bytes.Buffer
+		if e.err = build.Build(context.Background(), build.Options{Dir: Dir(name), Out: out, Stdout: &log, Stderr: &log}); e.err != nil {
+			e.log = log.String()
+			return
+		}
+		e.wasm, e.err = os.ReadFile(out)
+	})
+	if e.err != nil {
+		tb.Fatalf("cannot build examples/%s: %v\n%s", name, e.err, e.log)
+	}
+	return e.wasm
+}
