@@ -178,18 +178,25 @@ func (d *decoder) u32(field string) uint32 {
 }
 
 func (d *decoder) str(field string) []byte {
-	start := d.off
-	n := d.u32(field + " length")
 	if d.err != nil {
 		return nil
 	}
+	start := d.off
+	if len(d.b)-start < 4 {
+		d.err = malformed(field+" length truncated", start)
+		return nil
+	}
+	b := d.b[start : start+4]
+	n := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	d.off += 4
 	if uint64(n) > uint64(len(d.b)-d.off) {
 		d.err = malformed(field+" length "+strconv.FormatUint(uint64(n), 10)+" past end of "+
 			strconv.Itoa(len(d.b))+" bytes", start)
 		return nil
 	}
-	s := d.b[d.off : d.off+int(n) : d.off+int(n)]
-	d.off += int(n)
+	end := d.off + int(n)
+	s := d.b[d.off:end:end]
+	d.off = end
 	return s
 }
 
