@@ -1,0 +1,248 @@
+// Package snapshot pre-initializes a guest: it runs the guest's
+// initialization once, captures the resulting globals and linear memory, and
+// rewrites the module so that an instance starts in that state without
+// running any initialization code (Wizer's technique, done with wazero).
+//
+// A restored instance is the rewritten module (Snapshot.Module) instantiated
+// with its linear memory set to the image (Snapshot.Memory), normally through
+// a copy-on-write mapping (pool/cowmem), and configured by
+// Snapshot.ModuleConfig. See RATIONALE.md for the decisions behind it.
+package snapshot
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// ErrUnsupported is wrapped by the errors of Take and Rewrite for a valid
+// module whose state a snapshot cannot capture or restore exactly: an
+// imported, shared or 64-bit memory, several memories, a mutable global of a
+// vector or reference type, an imported mutable global, an instruction that
+// reads data segments (memory.init, data.drop) or changes tables (table.set,
+// table.grow, table.fill, table.copy, table.init), or an instruction the
+// scanner does not know. Such a module can still run, initialized at each
+// instantiation.
+var ErrUnsupported = errors.New("unsupported by snapshots")
+
+// Options configures Take. The zero value is usable.
+type Options struct {
+	// Env holds the environment variables the guest sees, as "KEY=value".
+	// A guest may read them during initialization (Go copies the whole
+	// environment then) and keep what it read in its state: instances
+	// restored from the snapshot must be given the same ones.
+	Env []string
+
+	// Stdout and Stderr receive what the guest writes during
+	// initialization. Nil discards it.
+	Stdout, Stderr io.Writer
+
+	// Nanotime is the guest's monotonic clock during initialization, in
+	// nanoseconds. It must never run backwards. Nil means the host's
+	// monotonic clock.
+	Nanotime func() int64
+
+	// RandSource is the guest's source of random bytes during
+	// initialization. Nil means crypto/rand.
+	RandSource io.Reader
+
+	// WarmUp, if not nil, is called after initialization and before the
+	// snapshot, with the instrumented instance, for example to run one
+	// synthetic request so that lazy first-call work ends up in the
+	// snapshot too. It must not keep mod. An error fails Take.
+	WarmUp func(ctx context.Context, mod api.Module) error
+}
+
+// Snapshot is the state of a guest after initialization.
+type Snapshot struct {
+	// Module is the rewritten module (see Rewrite): instantiating it
+	// runs no initialization code, and its memory's minimum is the
+	// image's size in pages.
+	Module []byte
+
+	// Memory is the linear memory image, len(Memory) = pages × 64 KiB.
+	// An instance of Module must start with exactly these bytes in its
+	// memory.
+	Memory []byte
+
+	// Clock is the guest's monotonic clock (Options.Nanotime) read right
+	// after the snapshot was taken: no value the guest saw is later.
+	// Instances restored from the snapshot must see a clock that starts at
+	// Clock or later (see Nanotime), even in another process.
+	Clock int64
+}
+
+// Take instantiates wasm in rt with WASI preview 1, initializes it
+// (ExportInitialize, then ExportStart if the module exports it, then
+// opt.WarmUp), and returns its state as a Snapshot.
+//
+// rt must resolve every import of the module other than WASI preview 1 (Take
+// instantiates wasi_snapshot_preview1 in rt if it is not there yet); imports
+// that have side effects should refuse during initialization, as whatever
+// they do is not captured. Set wazero.RuntimeConfig.WithCloseOnContextDone
+// for ctx to stop a guest that loops forever. Take compiles an instrumented
+// copy of wasm in rt and closes it before returning; compiling
+// Snapshot.Module is the caller's.
+//
+// A module that is not a WASI reactor (no ExportInitialize export) is
+// refused. A module Take cannot capture is refused with an error wrapping
+// ErrUnsupported, before any of its code runs. A guest that traps or exits
+// during initialization fails Take with the guest's error.
+func Take(ctx context.Context, rt wazero.Runtime, wasm []byte, opt Options) (*Snapshot, error) {
+	m, err := parse(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse module: %w", err)
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("cannot snapshot module: %w", err)
+	}
+	if m.exportIndex(ExportInitialize, externFunc) < 0 {
+		if m.exportIndex("_start", externFunc) >= 0 {
+			return nil, fmt.Errorf("cannot snapshot module: it is a WASI command (exports _start), not a reactor exporting %s; build Go guests with -buildmode=c-shared", ExportInitialize)
+		}
+		return nil, fmt.Errorf("cannot snapshot module: it does not export %s", ExportInitialize)
+	}
+	if len(m.memories) == 0 {
+		return nil, errors.New("cannot snapshot module: it has no memory")
+	}
+	cfg, nanotime, err := opt.moduleConfig()
+	if err != nil {
+		return nil, err
+	}
+
+	compiled, err := rt.CompileModule(ctx, m.instrument())
+	if err != nil {
+		return nil, fmt.Errorf("cannot compile module: %w", err)
+	}
+	defer compiled.Close(ctx)
+	if err := instantiateWASI(ctx, rt); err != nil {
+		return nil, err
+	}
+	mod, err := rt.InstantiateModule(ctx, compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot instantiate module: %w", err)
+	}
+	defer mod.Close(ctx)
+
+	for _, name := range []string{ExportInitialize, ExportStart} {
+		fn := mod.ExportedFunction(name)
+		if fn == nil {
+			continue
+		}
+		if _, err := fn.Call(ctx); err != nil {
+			return nil, fmt.Errorf("cannot initialize guest: %s failed: %w", name, err)
+		}
+	}
+	if opt.WarmUp != nil {
+		if err := opt.WarmUp(ctx, mod); err != nil {
+			return nil, fmt.Errorf("cannot warm up guest: %w", err)
+		}
+	}
+	if mod.IsClosed() {
+		return nil, errors.New("cannot snapshot guest: it exited during initialization")
+	}
+
+	values := make([]uint64, len(m.globals))
+	for i, g := range m.globals {
+		if g.mutable {
+			values[i] = mod.ExportedGlobal(globalExport(uint32(len(m.importedGlobals) + i))).Get()
+		}
+	}
+	mem := mod.ExportedMemory(memoryExport)
+	view, ok := mem.Read(0, mem.Size())
+	if !ok {
+		return nil, fmt.Errorf("cannot read guest memory of %d bytes", mem.Size())
+	}
+	s := &Snapshot{Memory: append([]byte(nil), view...), Clock: nanotime()}
+	if s.Module, err = m.rewrite(values, uint32(len(s.Memory)/wasmPageBytes)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// moduleConfig returns the configuration of the instance Take initializes,
+// and the guest's monotonic clock.
+func (opt *Options) moduleConfig() (wazero.ModuleConfig, func() int64, error) {
+	nanotime := opt.Nanotime
+	if nanotime == nil {
+		start := time.Now()
+		nanotime = func() int64 { return int64(time.Since(start)) }
+	}
+	random := opt.RandSource
+	if random == nil {
+		random = rand.Reader
+	}
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // Take calls them, to report which one failed
+		WithSysWalltime().
+		WithNanotime(nanotime, 1).
+		WithSysNanosleep().
+		WithRandSource(random)
+	if opt.Stdout != nil {
+		cfg = cfg.WithStdout(opt.Stdout)
+	}
+	if opt.Stderr != nil {
+		cfg = cfg.WithStderr(opt.Stderr)
+	}
+	cfg, err := withEnv(cfg, opt.Env)
+	return cfg, nanotime, err
+}
+
+func withEnv(cfg wazero.ModuleConfig, env []string) (wazero.ModuleConfig, error) {
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("cannot set environment variable %q: want KEY=value", kv)
+		}
+		cfg = cfg.WithEnv(k, v)
+	}
+	return cfg, nil
+}
+
+// instantiateWASI makes sure rt has WASI preview 1.
+func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
+	if rt.Module(wasi_snapshot_preview1.ModuleName) != nil {
+		return nil
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil && rt.Module(wasi_snapshot_preview1.ModuleName) == nil {
+		return fmt.Errorf("cannot instantiate %s: %w", wasi_snapshot_preview1.ModuleName, err)
+	}
+	return nil
+}
+
+// Nanotime returns the monotonic clock of an instance restored from a
+// snapshot whose clock read clock: clock plus the time elapsed since base on
+// the host's monotonic clock. base must be an instant of this process (from
+// time.Now, possibly moved with Add), no later than the instance's
+// creation, for example when the snapshot was loaded; a snapshot read back
+// from storage in a later process keeps its Clock, so the guest's clock
+// never runs backwards across processes either. Safe for concurrent use.
+func Nanotime(clock int64, base time.Time) func() int64 {
+	return func() int64 {
+		return clock + max(int64(time.Since(base)), 0)
+	}
+}
+
+// ModuleConfig returns the configuration an instance restored from s needs:
+// no start function, the clock Nanotime(s.Clock, base) with 1 ns resolution,
+// the system wall clock and sleep, crypto/rand as random source and env
+// (which should be the Options.Env of Take). Add a name, stdout and stderr as
+// needed.
+func (s *Snapshot) ModuleConfig(base time.Time, env []string) (wazero.ModuleConfig, error) {
+	cfg := wazero.NewModuleConfig().
+		WithStartFunctions().
+		WithSysWalltime().
+		WithNanotime(Nanotime(s.Clock, base), 1).
+		WithSysNanosleep().
+		WithRandSource(rand.Reader)
+	return withEnv(cfg, env)
+}
