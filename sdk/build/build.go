@@ -72,7 +72,8 @@ const sdkPseudoVersion = "v0.0.0-00010101000000-000000000000"
 
 // Build compiles the function in opt.Dir to opt.Out. Errors say what is wrong with the input
 // (no such directory, no Go files, not package main, no func main) or carry the go tool's
-// diagnostics when compilation fails. Canceling ctx interrupts the go tool.
+// diagnostics when compilation fails. Canceling ctx interrupts the go tool. Build may run
+// concurrently with other Builds; each works in its own temporary directory, removed on return.
 func Build(ctx context.Context, opt Options) error {
 	if opt.Dir == "" {
 		return errors.New("cannot build a function: no directory given")
