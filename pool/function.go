@@ -434,6 +434,11 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 	if resp.Status == 0 {
 		return f.fault(FaultPanic, string(resp.Body))
 	}
+	for _, h := range resp.Headers {
+		if !validHeaderName(h.Name) || !validHeaderValue(h.Value) {
+			return f.fault(FaultBadResponse, fmt.Sprintf("response header %q: %q is not a valid HTTP header", h.Name, h.Value))
+		}
+	}
 	if len(resp.Body) > f.limits.MaxResponseBytes {
 		return f.fault(FaultBadResponse, fmt.Sprintf("response body of %d bytes exceeds the function's limit of %d", len(resp.Body), f.limits.MaxResponseBytes))
 	}
@@ -466,3 +471,44 @@ func (f *Function) fault(kind FaultKind, detail string) *GuestError {
 	f.rt.log.Error("guest fault", "function", f.name, "kind", string(kind), "error_id", e.ID, "detail", detail)
 	return e
 }
+
+// validHeaderName reports whether b is an HTTP token (RFC 9110 5.1), so a guest cannot smuggle
+// framing into the response.
+func validHeaderName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c >= 0x80 || !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue refuses CR, LF and NUL: the bytes that would end a header line early.
+func validHeaderValue(b []byte) bool {
+	for _, c := range b {
+		if c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// ValidHeader reports whether a guest's response header may reach the client.
+func ValidHeader(name, value []byte) bool { return validHeaderName(name) && validHeaderValue(value) }

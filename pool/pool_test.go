@@ -210,3 +210,22 @@ func BenchmarkInvokeHello(b *testing.B) {
 		b.Fatalf("read %d body bytes over %d calls", n, b.N)
 	}
 }
+
+func TestHeaderValidation(t *testing.T) {
+	for _, tt := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"Content-Type", "text/plain", true},
+		{"X-A", "", true},
+		{"", "v", false},
+		{"Bad Name", "v", false},
+		{"X-Inject", "a\r\nSet-Cookie: x=y", false},
+		{"X-Nul", "a\x00b", false},
+		{"X:Colon", "v", false},
+	} {
+		if got := pool.ValidHeader([]byte(tt.name), []byte(tt.value)); got != tt.ok {
+			t.Errorf("ValidHeader(%q, %q) = %v; want %v", tt.name, tt.value, got, tt.ok)
+		}
+	}
+}

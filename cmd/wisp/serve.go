@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wispfn/wisp/gateway"
+	"github.com/wispfn/wisp/kv/natsnode"
+	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/pool"
+)
+
+type serveFlags struct {
+	listen     string
+	data       string
+	natsURL    string
+	natsListen string
+	sync       string
+	workers    int
+	logLevel   string
+	deploy     []string
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway, the runtime and the embedded NATS store in one process",
+		Long: `Run Wisp all-in-one: the Hertz gateway, the wasm runtime and (unless --nats is given) an
+embedded NATS JetStream server that keeps the registry and code under --data.
+
+The admin API token is $WISP_TOKEN; without it, a random token is generated once and kept in
+DATA/admin-token, where the CLI finds it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address of the HTTP gateway")
+	fl.StringVar(&f.data, "data", "./data", "directory for the JetStream store, the compilation cache and the admin token")
+	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server or cluster (default: embedded)")
+	fl.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS server on this address for other nodes (default: no listener)")
+	fl.StringVar(&f.sync, "sync", natsnode.SyncAlways, `JetStream durability: "always" (fsync every write) or an fsync interval such as "2m"`)
+	fl.IntVar(&f.workers, "workers", 0, "goroutines executing guest code at once (default 256 × GOMAXPROCS)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
+	return cmd
+}
+
+func serve(ctx context.Context, f serveFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", f.logLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Start in order; stop in reverse, logging each step's time.
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+	step := func(name string, fn func() error) error {
+		start := time.Now()
+		if err := fn(); err != nil {
+			return err
+		}
+		log.Info("started "+name, "took", time.Since(start).Round(time.Microsecond))
+		return nil
+	}
+	stopStep := func(name string, fn func() error) {
+		stops = append(stops, func() {
+			start := time.Now()
+			if err := fn(); err != nil {
+				log.Error("cannot stop "+name, "error", err)
+				return
+			}
+			log.Info("stopped "+name, "took", time.Since(start).Round(time.Microsecond))
+		})
+	}
+
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("cannot create data dir %q: %w", f.data, err)
+	}
+	token, err := adminToken(f.data)
+	if err != nil {
+		return err
+	}
+
+	var node *natsnode.Node
+	if err := step("nats", func() (err error) {
+		node, err = natsnode.Start(ctx, natsnode.Options{
+			Dir:    filepath.Join(f.data, "jetstream"),
+			Listen: f.natsListen,
+			URL:    f.natsURL,
+			Sync:   f.sync,
+			Logf:   func(format string, args ...any) { log.Info("nats: " + fmt.Sprintf(format, args...)) },
+		})
+		return err
+	}); err != nil {
+		return err
+	}
+	stopStep("nats", node.Close)
+
+	var reg *registry.Registry
+	if err := step("registry", func() (err error) {
+		reg, err = registry.Open(ctx, node)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	var rt *pool.Runtime
+	if err := step("runtime", func() (err error) {
+		rt, err = pool.New(ctx, pool.Config{CacheDir: filepath.Join(f.data, "compile-cache"), Workers: f.workers, Logger: log})
+		return err
+	}); err != nil {
+		return err
+	}
+	stopStep("runtime", func() error { return rt.Close(context.Background()) })
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %q: %w", f.listen, err)
+	}
+	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := step("functions", func() error { return gw.Load(ctx) }); err != nil {
+		return err
+	}
+	gw.Start()
+	stopStep("gateway", func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return gw.Shutdown(sctx)
+	})
+	log.Info("gateway listening", "url", gw.URL(), "functions", gw.Functions())
+	fmt.Printf("wisp: serving on %s\n", gw.URL())
+
+	for _, d := range f.deploy {
+		name, path, ok := strings.Cut(d, "=")
+		if !ok {
+			return fmt.Errorf("--deploy %q: want NAME=PATH", d)
+		}
+		url, err := deployPath(ctx, client{addr: gw.URL(), token: token}, name, path, deployOptions{})
+		if err != nil {
+			return fmt.Errorf("--deploy %s: %w", name, err)
+		}
+		fmt.Printf("wisp: %s deployed; try: curl %s\n", name, url)
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down", "cause", context.Cause(ctx))
+	return nil
+}
+
+// adminToken returns $WISP_TOKEN, or the token kept in DATA/admin-token, creating it if needed.
+func adminToken(data string) (string, error) {
+	if t := os.Getenv("WISP_TOKEN"); t != "" {
+		return t, nil
+	}
+	path := filepath.Join(data, "admin-token")
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("cannot read admin token %q: %w", path, err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("cannot write admin token %q: %w", path, err)
+	}
+	return t, nil
+}
