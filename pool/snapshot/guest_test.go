@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // The test guest is built once per test binary, with the stock toolchain.
@@ -68,7 +69,8 @@ func guest(tb testing.TB) []byte {
 	return guestWasm
 }
 
-// newRuntime returns a runtime for one test, closed with it.
+// newRuntime returns a runtime with WASI preview 1 for one test, closed
+// with it.
 func newRuntime(tb testing.TB) wazero.Runtime {
 	tb.Helper()
 	ctx := context.Background()
@@ -76,6 +78,7 @@ func newRuntime(tb testing.TB) wazero.Runtime {
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(true))
 	tb.Cleanup(func() { rt.Close(ctx) })
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	return rt
 }
 
