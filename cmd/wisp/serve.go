@@ -113,7 +113,7 @@ func serve(ctx context.Context, f serveFlags) error {
 			Listen: f.natsListen,
 			URL:    f.natsURL,
 			Sync:   f.sync,
-			Logf:   func(format string, args ...any) { log.Info("nats: " + fmt.Sprintf(format, args...)) },
+			Logf:   natsLogf(log),
 		})
 		return err
 	}); err != nil {
@@ -198,4 +198,16 @@ func adminToken(data string) (string, error) {
 		return "", fmt.Errorf("cannot write admin token %q: %w", path, err)
 	}
 	return t, nil
+}
+
+// natsLogf routes the NATS server's notices to debug and its warnings and errors to warn.
+func natsLogf(log *slog.Logger) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if strings.Contains(msg, "error") || strings.Contains(msg, "warning") {
+			log.Warn("nats: " + msg)
+			return
+		}
+		log.Debug("nats: " + msg)
+	}
 }
