@@ -32,7 +32,10 @@ const readBufSize = 64 << 10
 // loop is one event loop of ClientEpoll: non-blocking sockets, its own epoll
 // instance, and (open loop) a periodic timerfd in the same set, all driven by
 // one goroutine. A request costs one write and one read system call, plus a
-// share of an epoll_wait; no goroutine parks or wakes per request.
+// share of an epoll_wait; no goroutine parks or wakes per request. With
+// Config.BusyPoll the loop never sleeps: it polls epoll without a timeout
+// and checks the schedule on every turn, so no wake-up of an idle CPU
+// delays a send or the reading of a response.
 type loop struct {
 	r   *run
 	req []byte
@@ -55,6 +58,7 @@ type loop struct {
 	offset   float64
 	k        int64
 	ended    bool // past the end: no new requests
+	open     bool
 }
 
 // econn is one connection of a loop.
@@ -129,7 +133,8 @@ func newLoop(r *run, req []byte, sa unix.Sockaddr, conns int) (*loop, error) {
 	if err := l.ctl(unix.EPOLL_CTL_ADD, l.wake, unix.EPOLLIN, tokenWake); err != nil {
 		return l, err
 	}
-	if r.t.open {
+	l.open = r.t.open
+	if r.t.open && !r.t.BusyPoll {
 		if l.timer, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
 			return l, fmt.Errorf("cannot create timerfd: %w", err)
 		}
@@ -187,7 +192,7 @@ func (l *loop) run() error {
 			return nil
 		}
 		now := time.Now()
-		if l.timer >= 0 {
+		if l.open {
 			l.arrivals(now)
 		}
 		l.fill(now)
@@ -201,11 +206,15 @@ func (l *loop) run() error {
 		if l.ended && l.busy == 0 {
 			return nil
 		}
-		wait := deadlineScan
-		if !l.ended {
-			wait = min(wait, r.end.Sub(now))
+		timeout := 0 // busy poll
+		if !r.t.BusyPoll {
+			wait := deadlineScan
+			if !l.ended {
+				wait = min(wait, r.end.Sub(now))
+			}
+			timeout = int(wait/time.Millisecond) + 1
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, int(wait/time.Millisecond)+1)
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -259,7 +268,7 @@ func (l *loop) arrivals(now time.Time) {
 func (l *loop) fill(now time.Time) {
 	for tries := len(l.free); tries > 0 && len(l.free) > 0 && !l.r.stopped(); tries-- {
 		var intended time.Time
-		if l.timer >= 0 {
+		if l.open {
 			var ok bool
 			if intended, ok = l.queue.pop(); !ok {
 				return

@@ -17,6 +17,7 @@ type Result struct {
 	Mode        string  `json:"mode"`           // "open" or "closed"
 	Rate        float64 `json:"rate,omitempty"` // requested arrivals/s, open loop
 	Connections int     `json:"connections"`
+	BusyPoll    bool    `json:"busy_poll,omitempty"`
 	GOMAXPROCS  int     `json:"gomaxprocs"`
 	// Seconds is the measured span: from the end of the warm-up to the last
 	// response.
@@ -289,6 +290,7 @@ func (r *recorder) result(t *target, from time.Time, cpu CPU, all int64) *Result
 		Client:      t.Client,
 		Mode:        "closed",
 		Connections: t.Connections,
+		BusyPoll:    t.BusyPoll,
 		Status:      map[string]int64{},
 		Errors:      r.errors,
 		Unsent:      r.unsent,

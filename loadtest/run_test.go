@@ -128,6 +128,26 @@ func TestOpenLoopSchedule(t *testing.T) {
 	}
 }
 
+func TestBusyPoll(t *testing.T) {
+	url := startHertz(t, hello)
+	for _, rate := range []float64{0, 2000} {
+		res, err := Run(context.Background(), Config{
+			URL: url, Rate: rate, Connections: 4, Duration: 500 * time.Millisecond, Client: ClientEpoll, BusyPoll: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.BusyPoll || res.Requests == 0 || res.Errors.Total() != 0 {
+			t.Fatalf("rate %v: got busy poll %v, %d requests, errors %+v", rate, res.BusyPoll, res.Requests, res.Errors)
+		}
+		if rate > 0 {
+			if got := res.Requests + res.Unsent; got < 999 || got > 1001 {
+				t.Fatalf("got %d requests + %d unsent; want 1000 arrivals", res.Requests, res.Unsent)
+			}
+		}
+	}
+}
+
 // TestOpenLoopShowsStall stalls the whole server once for 200 ms, as a GC
 // pause or a lock would. The 200 requests scheduled during the stall wait
 // for it: measured from their intended send time, about 100 take more than
@@ -304,6 +324,7 @@ func TestConfigErrors(t *testing.T) {
 		{"client", Config{URL: "http://127.0.0.1:1/", Client: "curl"}, `cannot use client "curl"`},
 		{"header", Config{URL: "http://127.0.0.1:1/", Headers: map[string]string{"X-A": "1\r\nX-B: 2"}}, `cannot use header "X-A"`},
 		{"method", Config{URL: "http://127.0.0.1:1/", Method: "GET /x"}, "contains spaces"},
+		{"busy poll", Config{URL: "http://127.0.0.1:1/", Client: ClientHertz, BusyPoll: true}, `cannot busy-poll with client "hertz"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -110,6 +110,7 @@ maximum throughput.`,
 	f.DurationVar(&cfg.Timeout, "timeout", loadtest.DefaultTimeout, "per-request timeout, connect included")
 	f.Int64Var(&cfg.Requests, "requests", 0, "stop after this many measured requests (0 = no limit)")
 	f.StringVar(&cfg.Client, "client", "", "HTTP client: epoll (hand-rolled, event loop; Linux), netconn (hand-rolled, goroutine per connection) or hertz (Hertz on netpoll)")
+	f.BoolVar(&cfg.BusyPoll, "busy-poll", false, "spin instead of sleeping between events (epoll client): microsecond timing, one whole CPU; pin the generator with taskset")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	return cmd
 }
