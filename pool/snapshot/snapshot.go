@@ -157,12 +157,13 @@ func Take(ctx context.Context, rt wazero.Runtime, wasm []byte, opt Options) (*Sn
 		}
 	}
 	mem := mod.ExportedMemory(memoryExport)
+	pages, _ := mem.Grow(0) // Size, in bytes, cannot say 4 GiB
 	view, ok := mem.Read(0, mem.Size())
-	if !ok {
-		return nil, fmt.Errorf("cannot read guest memory of %d bytes", mem.Size())
+	if !ok || uint64(len(view)) != uint64(pages)*wasmPageBytes {
+		return nil, fmt.Errorf("cannot read guest memory of %d pages", pages)
 	}
 	s := &Snapshot{Memory: append([]byte(nil), view...), Clock: nanotime()}
-	if s.Module, err = m.rewrite(values, uint32(len(s.Memory)/wasmPageBytes)); err != nil {
+	if s.Module, err = m.rewrite(values, pages); err != nil {
 		return nil, err
 	}
 	return s, nil
