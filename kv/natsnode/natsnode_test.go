@@ -182,3 +182,62 @@ func TestParseSync(t *testing.T) {
 		}
 	}
 }
+
+func TestExternalReconnects(t *testing.T) {
+	dir := t.TempDir()
+	srv := startEmbedded(t, Options{Dir: dir, Listen: "127.0.0.1:0"})
+	u := srv.URL()
+	ext, err := Start(context.Background(), Options{URL: u, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("Start external: %v", err)
+	}
+	defer ext.Close()
+	reconnected := ext.Reconnected()
+	if !ext.Connected() {
+		t.Fatal("Connected() = false right after Start")
+	}
+
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ext.Connected(); {
+		if time.Now().After(deadline) {
+			t.Fatal("Connected() still true 5s after the server stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-reconnected:
+		t.Fatal("Reconnected fired while the server is down")
+	default:
+	}
+
+	startEmbedded(t, Options{Dir: dir, Listen: strings.TrimPrefix(u, "nats://")})
+	select {
+	case <-reconnected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reconnected did not fire within 10s of the server's restart")
+	}
+	if !ext.Connected() {
+		t.Fatal("Connected() = false after Reconnected fired")
+	}
+	if ext.Reconnected() == reconnected {
+		t.Fatal("Reconnected returned the closed channel again")
+	}
+	roundTrip(t, ext, ext, "after-reconnect", "ok")
+}
+
+func TestDoneClosesOnClose(t *testing.T) {
+	n := startEmbedded(t, Options{})
+	select {
+	case <-n.Done():
+		t.Fatal("Done closed before Close")
+	default:
+	}
+	n.Close()
+	select {
+	case <-n.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+}
