@@ -297,10 +297,12 @@ func (r *recorder) result(t *target, from time.Time, cpu CPU, all int64) *Result
 		Latency:     summarize(r.latency),
 		Service:     summarize(r.service),
 	}
+	res.Service.Histogram = nil // the curve says enough; keep the JSON small
 	if t.open {
 		res.Mode = "open"
 		res.Rate = t.Rate
 		lag := summarize(r.lag)
+		lag.Histogram = nil
 		res.Lag = &lag
 	}
 	for class, n := range r.status {

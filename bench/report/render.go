@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/wispfn/wisp/loadtest"
 )
@@ -137,40 +136,44 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "  open-loop rates: %s of native's closed-loop maximum\n", strings.Join(parts, ", "))
 	}
 	b.WriteString("\n")
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	head := "target\tmax req/s\t"
+	cell := func(v string) { fmt.Fprintf(&b, "%11s", v) }
+	fmt.Fprintf(&b, "%-8s", "target")
+	cell("max req/s")
 	for _, rate := range r.Rates {
-		head += fmt.Sprintf("p50 @%d%%\tp99 @%d%%\tp99.9 @%d%%\t", rate.Percent, rate.Percent, rate.Percent)
+		cell(fmt.Sprintf("p50 @%d%%", rate.Percent))
+		cell(fmt.Sprintf("p99 @%d%%", rate.Percent))
+		cell(fmt.Sprintf("p99.9 @%d%%", rate.Percent))
 	}
-	fmt.Fprintln(tw, head)
+	b.WriteString("\n")
 	var marks []string
 	for _, t := range r.Targets {
 		if t.Status != "ok" {
 			continue
 		}
-		row := t.Name + "\t"
+		fmt.Fprintf(&b, "%-8s", t.Name)
 		if c := t.Closed(); c != nil {
-			row += fmtCount(c.RPS) + "\t"
+			cell(fmtCount(c.RPS))
 		} else {
-			row += "—\t"
+			cell("—")
 		}
 		for _, rate := range r.Rates {
 			o := t.Open(rate.Percent)
 			if o == nil {
-				row += "—\t—\t—\t"
+				cell("—")
+				cell("—")
+				cell("—")
 				continue
 			}
-			mark := ""
+			mark := " "
 			if why := saturated(o); why != "" {
 				mark = "*"
 				marks = append(marks, fmt.Sprintf("* %s at %d%%: %s", t.Name, rate.Percent, why))
 			}
-			row += fmtUS(o.Latency.P50) + "\t" + fmtUS(o.Latency.P99) + "\t" + fmtUS(o.Latency.P999) + mark + "\t"
+			cell(fmtUS(o.Latency.P50) + mark)
+			cell(fmtUS(o.Latency.P99) + mark)
+			cell(fmtUS(o.Latency.P999) + mark)
 		}
-		fmt.Fprintln(tw, row)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		b.WriteString("\n")
 	}
 	for _, t := range r.Targets {
 		if t.Status != "ok" {
@@ -197,7 +200,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		line := fmt.Sprintf("%-16s throughput %.2f×", name, rps)
 		key := fmt.Sprintf("_p99_us_at_%dpct", last)
-		if wp, op := s["wisp"+key], s[other+key]; wp > 0 && op > 0 {
+		wp, op := s["wisp"+key], s[other+key]
+		switch w, o := r.Target("wisp"), r.Target(other); {
+		case w == nil || o == nil || wp <= 0 || op <= 0:
+		case saturated(w.Open(last)) != "" || saturated(o.Open(last)) != "":
+			line += fmt.Sprintf(", p99 @%d%%: not comparable (*)", last)
+		default:
 			line += fmt.Sprintf(", p99 @%d%% %.2f×", last, wp/op)
 		}
 		b.WriteString(line + "\n")
