@@ -64,6 +64,9 @@ func refused(op byte, sub uint32) string {
 // error wrapping ErrUnsupported at the first refused instruction, or at an
 // instruction it does not know (it cannot tell what follows one).
 func scanCode(code []byte, importedFuncs uint32) error {
+	if code == nil { // no code section
+		return nil
+	}
 	r := reader{b: code}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {

@@ -175,6 +175,73 @@ func TestRewriteIsIdempotent(t *testing.T) {
 	}
 }
 
+func TestRewriteMinimalModules(t *testing.T) {
+	tests := []struct {
+		name  string
+		mod   *testModule
+		pages uint32
+	}{
+		{"empty", &testModule{}, 0},
+		{"memory only", &testModule{memories: [][]byte{limits(1)}}, 3},
+		{"no exports", &testModule{memories: [][]byte{limits(1)}, globals: stateModule().globals}, 1},
+	}
+	ctx := context.Background()
+	rt := testRuntime(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := Rewrite(tt.mod.bytes(), make([]uint64, len(tt.mod.globals)), tt.pages)
+			if err != nil {
+				t.Fatal(err)
+			}
+			instantiate(t, ctx, rt, out).Close(ctx)
+		})
+	}
+}
+
+func TestInstrument(t *testing.T) {
+	noExports := stateModule()
+	noExports.exports = nil
+	tests := []struct {
+		name string
+		mod  *testModule
+	}{
+		{"exports", stateModule()},
+		{"no export section", noExports},
+	}
+	ctx := context.Background()
+	rt := testRuntime(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := parse(tt.mod.bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			mod := instantiate(t, ctx, rt, m.instrument())
+			defer mod.Close(ctx)
+			if mod.ExportedMemory(memoryExport) == nil {
+				t.Errorf("memory not exported as %q", memoryExport)
+			}
+			for i, want := range []uint64{7, 1, api.EncodeF32(0.5), api.EncodeF64(0.25)} {
+				g := mod.ExportedGlobal(globalExport(uint32(i)))
+				if g == nil {
+					t.Fatalf("global %d not exported as %q", i, globalExport(uint32(i)))
+				}
+				if i == 0 {
+					want++ // the start function ran
+				}
+				if got := g.Get(); got != want {
+					t.Errorf("global %d = %#x; want %#x", i, got, want)
+				}
+			}
+			for _, i := range []uint32{4, 5} {
+				if mod.ExportedGlobal(globalExport(i)) != nil {
+					t.Errorf("immutable global %d is exported", i)
+				}
+			}
+		})
+	}
+}
+
 func TestRewriteRefusesBadState(t *testing.T) {
 	wasm := stateModule().bytes()
 	tests := []struct {

@@ -47,7 +47,7 @@ type Options struct {
 
 	// Nanotime is the guest's monotonic clock during initialization, in
 	// nanoseconds. It must never run backwards. Nil means the host's
-	// monotonic clock.
+	// monotonic clock, counted from the start of Take.
 	Nanotime func() int64
 
 	// RandSource is the guest's source of random bytes during
@@ -91,6 +91,9 @@ type Snapshot struct {
 // for ctx to stop a guest that loops forever. Take compiles an instrumented
 // copy of wasm in rt and closes it before returning; compiling
 // Snapshot.Module is the caller's.
+//
+// Take may run concurrently with other calls, on the same runtime too: the
+// instance it initializes is anonymous.
 //
 // A module that is not a WASI reactor (no ExportInitialize export) is
 // refused. A module Take cannot capture is refused with an error wrapping

@@ -102,9 +102,6 @@ type module struct {
 	globals         []global
 	memories        []memory // imported ones first
 	exports         []export
-	hasStart        bool
-	hasDataCount    bool
-	dataSegments    uint32
 	code            []byte // payload of the code section
 }
 
@@ -179,17 +176,10 @@ func (m *module) readSection(s section) error {
 			e := export{name: r.name(), kind: r.byte(), index: r.u32()}
 			m.exports = append(m.exports, e)
 		}
-	case secStart:
+	case secStart, secDataCount:
 		r.u32()
-		m.hasStart = true
-	case secDataCount:
-		m.dataSegments = r.u32()
-		m.hasDataCount = true
 	case secData:
-		if !m.hasDataCount {
-			m.dataSegments = r.u32()
-		}
-		return r.err // the segments themselves are dropped, never read
+		return nil // dropped by the rewrite, never read
 	case secCode:
 		m.code = m.wasm[s.payload:s.end]
 		return nil // read by scanCode
