@@ -34,12 +34,13 @@ type testServer struct {
 	gw   *gateway.Server
 	node *natsnode.Node
 	rt   *pool.Runtime
-	logs *bytes.Buffer
+	logs *logBuffer
 }
 
+// logBuffer collects the server's log; the server writes while tests read.
 type logBuffer struct {
 	mu sync.Mutex
-	b  *bytes.Buffer
+	b  bytes.Buffer
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
@@ -48,11 +49,17 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
 	t.Helper()
 	ctx := context.Background()
-	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewTextHandler(&logBuffer{b: logs}, nil))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	node, err := natsnode.Start(ctx, natsnode.Options{Dir: dataDir + "/jetstream"})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +68,7 @@ func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := pool.New(ctx, pool.Config{CacheDir: dataDir + "/cache", Logger: log})
+	rt, err := pool.New(ctx, pool.Config{CacheDir: buildtest.CacheDir(t), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +302,8 @@ func TestBadDeploysLoseNothing(t *testing.T) {
 
 func TestGuestFaults(t *testing.T) {
 	s := startServer(t, t.TempDir(), 0)
-	s.mustDeploy("faults", "faults", "timeout_ms=500&memory_mib=32&max_instances=2")
+	// The deadline leaves /oom time to exhaust 32 MiB even under the race detector.
+	s.mustDeploy("faults", "faults", "timeout_ms=2000&memory_mib=32&max_instances=2")
 	s.mustDeploy("hello", "hello", "")
 	tests := []struct {
 		path   string

@@ -5,6 +5,7 @@ package buildtest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,6 +25,17 @@ type example struct {
 	wasm []byte
 	err  error
 	log  string
+}
+
+// CacheDir returns a wazero compilation cache directory shared by every test process of this
+// user, so each example is compiled once rather than once per test (compiling is slow under the
+// race detector). wazero keys entries by module hash, wazero version and architecture.
+func CacheDir(tb testing.TB) string {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("wisp-test-compile-cache-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }
 
 // Dir returns the directory of examples/NAME in this source tree.
