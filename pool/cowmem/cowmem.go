@@ -8,8 +8,9 @@
 // Allocator, passed to wazero with experimental.WithMemoryAllocator, gives
 // each instance a reservation of address space for its maximum memory with
 // the image mapped privately over its start. Pages the guest only reads stay
-// shared with the image (page cache, counted once); a page it writes becomes
-// its own copy; growth past the image maps zero pages up to the limit.
+// shared with the image (one copy in memory: PSS counts it once, RSS once per
+// instance that read it); a page it writes becomes its own copy; growth past
+// the image maps zero pages up to the limit.
 //
 // The module instantiated with the allocator must not write its memory at
 // instantiation (no data segments) and its memory's minimum must be the
