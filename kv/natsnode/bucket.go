@@ -133,7 +133,7 @@ func (n *Node) createMirror(ctx context.Context, cfg jetstream.KeyValueConfig) (
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot create the origin of bucket %q in home region %q: the home region is unreachable: %w (last error: %v)", cfg.Bucket, n.home, ctx.Err(), err)
+			return nil, fmt.Errorf("cannot create the origin of bucket %q in home region %q: the home region is unreachable: %w (gave up: %v)", cfg.Bucket, n.home, err, ctx.Err())
 		case <-time.After(wait):
 		}
 	}
