@@ -223,9 +223,8 @@ func (h *Host) cleanup() error {
 type FunctionConfig struct {
 	// Name is the function's name, used in logs, the log stream and rpc.
 	Name string
-	// Namespace prefixes the function's KV keys ("NAMESPACE/key"), so that it cannot name
-	// another namespace's keys. Default: Name. Functions of a tenant may share one. It must not
-	// contain "/".
+	// Namespace is the function's KV namespace: the function names keys, never namespaces, so
+	// it reaches only this one. Default: Name. Functions of a tenant may share one.
 	Namespace string
 	// Fetch is the function's outbound HTTP policy.
 	Fetch FetchPolicy
@@ -259,9 +258,6 @@ func (h *Host) NewFunction(cfg FunctionConfig) (*Function, error) {
 	ns := cfg.Namespace
 	if ns == "" {
 		ns = cfg.Name
-	}
-	if strings.Contains(ns, "/") {
-		return nil, fmt.Errorf("cannot add function %q to the ring: namespace %q contains \"/\"", cfg.Name, ns)
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot add function %q to the ring: %w", cfg.Name, err)

@@ -465,7 +465,6 @@ func TestConfigErrors(t *testing.T) {
 	h, _ := newHost(t, Limits{})
 	for _, cfg := range []FunctionConfig{
 		{},
-		{Name: "a", Namespace: "x/y"},
 		{Name: "a", Fetch: FetchPolicy{Allow: []string{"http://example.com"}}},
 		{Name: "a", Fetch: FetchPolicy{Allow: []string{"Example.com"}}},
 		{Name: "a", Fetch: FetchPolicy{Allow: []string{"example.com:x"}}},
