@@ -86,6 +86,8 @@ type Function struct {
 	Limits Limits `json:"limits"`
 	// Env is the function's configuration, passed to the guest as environment variables.
 	Env map[string]string `json:"env,omitempty"`
+	// WarmUp asks for one synthetic request before the function's snapshot is taken.
+	WarmUp bool `json:"warmup,omitempty"`
 	// Created is when Deploy stored this version (UTC).
 	Created time.Time `json:"created"`
 }
