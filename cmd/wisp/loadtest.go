@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,9 @@ maximum throughput.`,
 			if body != "" {
 				cfg.Body = []byte(body)
 			}
+			// The epoll client's event loops wait in raw system calls when a
+			// P is left for the rest of the process: give it one.
+			runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 			ctx := cmd.Context()
 			if ctx == nil {
 				ctx = context.Background()
