@@ -44,15 +44,7 @@ func probeMachine(pin bool) (Machine, string) {
 	if unix.Uname(&uts) == nil {
 		m.Kernel = unix.ByteSliceToString(uts.Release[:])
 	}
-	var set unix.CPUSet
-	var cpus []int
-	if unix.SchedGetaffinity(0, &set) == nil {
-		for i := range 1024 {
-			if set.IsSet(i) {
-				cpus = append(cpus, i)
-			}
-		}
-	}
+	cpus := usableCPUs()
 	taskset, err := exec.LookPath("taskset")
 	switch {
 	case !pin:
