@@ -83,11 +83,11 @@ func fmtUS(v float64) string {
 	case v <= 0:
 		return "—"
 	case v >= 1e6:
-		return fmt.Sprintf("%.2fs", v/1e6)
+		return strings.TrimSuffix(fmt.Sprintf("%.2f", v/1e6), ".00") + "s"
 	case v >= 1e4:
 		return fmt.Sprintf("%.0fms", v/1e3)
 	case v >= 1e3:
-		return fmt.Sprintf("%.1fms", v/1e3)
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", v/1e3), ".0") + "ms"
 	default:
 		return fmt.Sprintf("%.0fµs", v)
 	}
@@ -387,7 +387,7 @@ const (
 	marginT, marginB      = 15, 40
 	innerW, innerH        = plotW - marginL - marginR, plotH - marginT - marginB
 	maxNines              = 5.0 // 99.999%
-	maxX                  = maxNines + 0.4
+	maxX                  = maxNines + 0.7
 	throughputBarH        = 26
 	throughputLabelMargin = 80
 )
@@ -455,6 +455,19 @@ func logRange(vals []float64) (lo, hi float64) {
 	return lo, hi
 }
 
+// ticks returns the axis marks between the decades lo and hi (log10 of
+// µs): every decade, and 2 and 5 in between when there are few decades.
+func ticks(lo, hi float64) []float64 {
+	var out []float64
+	for d := lo; d <= hi; d++ {
+		out = append(out, math.Pow(10, d))
+		if hi-lo <= 3 && d < hi {
+			out = append(out, 2*math.Pow(10, d), 5*math.Pow(10, d))
+		}
+	}
+	return out
+}
+
 func percentileSVG(curves []curve) string {
 	if len(curves) == 0 {
 		return `<p class="note">no target measured at this rate</p>` + "\n"
@@ -473,10 +486,10 @@ func percentileSVG(curves []curve) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg">`+"\n", plotW, plotH, plotW, plotH)
-	for d := lo; d <= hi; d++ {
-		yy := y(math.Pow(10, d))
+	for _, v := range ticks(lo, hi) {
+		yy := y(v)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`, marginL, marginL+innerW, yy, yy)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", marginL-6, yy+4, fmtUS(math.Pow(10, d)))
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", marginL-6, yy+4, fmtUS(v))
 	}
 	for _, t := range []struct {
 		p     float64
@@ -515,13 +528,14 @@ func histogramSVG(buckets []loadtest.Bucket, fill string) string {
 	y := func(n int64) float64 { return marginT + innerH - float64(n)/float64(top)*innerH }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg width="%d" height="%d" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg">`+"\n", plotW, plotH, plotW, plotH)
-	for d := lo; d <= hi; d++ {
-		xx := x(math.Pow(10, d))
+	for _, v := range ticks(lo, hi) {
+		xx := x(v)
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>`, xx, xx, marginT, marginT+innerH)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", xx, marginT+innerH+16, fmtUS(math.Pow(10, d)))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", xx, marginT+innerH+16, fmtUS(v))
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%d</text>`, marginL-6, marginT+8, top)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">0</text>`+"\n", marginL-6, marginT+innerH)
+	fmt.Fprintf(&b, `<text x="14" y="%d" text-anchor="middle" transform="rotate(-90 14 %d)">cold starts</text>`+"\n", marginT+innerH/2, marginT+innerH/2)
 	for _, bk := range buckets {
 		if bk.Count == 0 {
 			continue
