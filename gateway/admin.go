@@ -88,7 +88,8 @@ func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
 
 // serveDeploy takes a module as the request body (optionally zstd- or gzip-encoded) and the
 // function's settings as query parameters: route, host, memory_mib, timeout_ms, max_instances,
-// max_request_bytes, max_response_bytes, env (repeated, KEY=VALUE).
+// max_request_bytes, max_response_bytes, env (repeated, KEY=VALUE), warmup (true: run one
+// synthetic request before the snapshot).
 func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	d, err := s.parseDeploy(rc)
@@ -137,6 +138,13 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 	}
 	if err != nil {
 		return d, err
+	}
+	switch w := string(args.Peek("warmup")); w {
+	case "", "0", "false":
+	case "1", "true":
+		d.WarmUp = true
+	default:
+		return d, errorf(http.StatusBadRequest, "query parameter warmup=%q must be true or false", w)
 	}
 	for _, kv := range args.PeekAll("env") {
 		k, v, ok := strings.Cut(string(kv), "=")

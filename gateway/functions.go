@@ -40,6 +40,7 @@ type deployRequest struct {
 	Host   string
 	Limits registry.Limits
 	Env    map[string]string
+	WarmUp bool
 	Wasm   []byte
 }
 
@@ -70,7 +71,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	if err := c.table().conflict(d.Name, d.Route, d.Host); err != nil {
 		return registry.Function{}, errorf(http.StatusConflict, "%v", err)
 	}
-	fn, err := c.rt.Compile(ctx, pool.Spec{Name: d.Name, Wasm: d.Wasm, Env: d.Env, Limits: poolLimits(d.Limits)})
+	fn, err := c.rt.Compile(ctx, pool.Spec{Name: d.Name, Wasm: d.Wasm, Env: d.Env, Limits: poolLimits(d.Limits), WarmUp: d.WarmUp})
 	if err != nil {
 		return registry.Function{}, err
 	}
@@ -81,7 +82,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	}
 	meta, err := c.reg.Deploy(ctx, registry.Function{
 		Name: d.Name, Digest: digest, Size: int64(len(d.Wasm)),
-		Route: d.Route, Host: d.Host, Limits: d.Limits, Env: d.Env,
+		Route: d.Route, Host: d.Host, Limits: d.Limits, Env: d.Env, WarmUp: d.WarmUp,
 	})
 	if err != nil {
 		fn.Close()
@@ -140,7 +141,7 @@ func (c *catalog) load(ctx context.Context, logf func(msg string, args ...any)) 
 			logf("cannot load function code", "function", meta.Name, "version", meta.Version, "error", err)
 			continue
 		}
-		fn, err := c.rt.Compile(ctx, pool.Spec{Name: meta.Name, Wasm: wasm, Env: meta.Env, Limits: poolLimits(meta.Limits)})
+		fn, err := c.rt.Compile(ctx, pool.Spec{Name: meta.Name, Wasm: wasm, Env: meta.Env, Limits: poolLimits(meta.Limits), WarmUp: meta.WarmUp})
 		if err != nil {
 			logf("cannot compile function", "function", meta.Name, "version", meta.Version, "error", err)
 			continue

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wispfn/wisp/pool/abi"
+	"github.com/wispfn/wisp/pool/snapshot"
 )
 
 // Spec describes one version of a function to compile.
@@ -28,27 +28,32 @@ type Spec struct {
 	Env map[string]string
 	// Limits bound the function; zero fields take their defaults.
 	Limits Limits
+	// WarmUp runs one synthetic GET / before the snapshot is taken, so lazy first-call work is
+	// in the image and each instance's first request is as fast as its later ones. The guest's
+	// state after that request is what every instance starts from.
+	WarmUp bool
 }
 
 // Function is one compiled version of a function with its pool of live instances. Invoke is
 // safe for concurrent use; each instance serves one request at a time. Close it when the
 // version is replaced or removed: in-flight requests finish, then their instances are closed.
 type Function struct {
-	rt       *Runtime
-	name     string
-	limits   Limits
-	compiled wazero.CompiledModule
-	modCfg   wazero.ModuleConfig
-	alloc    experimental.MemoryAllocator
-	stats    *fnStats
-	logw     *lineLogger
+	rt     *Runtime
+	name   string
+	limits Limits
+	code   *code
+	modCfg wazero.ModuleConfig
+	alloc  experimental.MemoryAllocator
+	stats  *fnStats
+	logw   *lineLogger
 
 	idle   chan *instance // idle instances, at most limits.MaxInstances
 	freed  chan struct{}  // a slot freed by a discarded instance; wakes one waiter
 	live   atomic.Int32   // idle + busy instances
 	closed atomic.Bool
 
-	closeOnce sync.Once
+	closeOnce  sync.Once
+	finishOnce sync.Once
 }
 
 // ABI exports, see docs/abi.md.
@@ -60,70 +65,106 @@ const (
 	exportHandle     = "wisp_handle"
 )
 
-// Compile compiles and validates spec, then instantiates it once to prove that it initializes;
-// that instance becomes the function's first idle one. Errors that are the module's fault wrap
-// ErrInvalidModule.
+// Compile prepares spec for serving: it pre-initializes the module (a snapshot of its memory and
+// globals after _initialize and wisp_start, taken once and kept under Config.SnapshotDir),
+// compiles the module instances are created from, and instantiates it once to prove that it
+// runs; that instance becomes the function's first idle one. Errors that are the module's fault
+// wrap ErrInvalidModule.
 func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	if err := spec.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
 	}
 	lim := spec.Limits.WithDefaults()
+	if err := checkHeader(spec.Wasm); err != nil {
+		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
 	start := time.Now()
-	compiled, err := r.wz.CompileModule(ctx, spec.Wasm)
+	stats := r.stats.get(spec.Name)
+	logw := newLineLogger(r.log, spec.Name)
+	env := envList(spec.Env)
+	c, stored, err := r.prepare(ctx, spec, env, lim, logw)
 	if err != nil {
+		return nil, fmt.Errorf("cannot pre-initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
+	compiled, err := r.wz.CompileModule(ctx, c.served)
+	if err != nil {
+		c.close()
 		return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
 	}
 	if err := checkExports(compiled, lim); err != nil {
 		_ = compiled.Close(ctx)
+		c.close()
 		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
 	}
-	stats := r.stats.get(spec.Name)
+	c.compiled, c.lastUse = compiled, time.Now()
 	stats.compileSeconds.UpdateDuration(start)
 
 	f := &Function{
-		rt:       r,
-		name:     spec.Name,
-		limits:   lim,
-		compiled: compiled,
-		alloc:    limitAllocator(lim.MemoryBytes),
-		stats:    stats,
-		logw:     newLineLogger(r.log, spec.Name),
-		idle:     make(chan *instance, lim.MaxInstances),
-		freed:    make(chan struct{}, lim.MaxInstances),
+		rt:     r,
+		name:   spec.Name,
+		limits: lim,
+		code:   c,
+		alloc:  c.allocator(lim),
+		stats:  stats,
+		logw:   logw,
+		idle:   make(chan *instance, lim.MaxInstances),
+		freed:  make(chan struct{}, lim.MaxInstances),
 	}
-	f.modCfg = moduleConfig(spec.Env, f.logw)
-
+	f.modCfg, err = moduleConfig(c, env, logw)
+	if err != nil {
+		f.code.close()
+		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	}
 	ictx, cancel := context.WithTimeout(ctx, lim.Timeout)
 	in, err := f.instantiate(ictx)
 	cancel()
 	if err != nil {
-		_ = compiled.Close(ctx)
+		f.code.close()
 		return nil, fmt.Errorf("cannot initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
 	}
 	f.live.Store(1)
 	f.stats.liveInstances.Add(1)
 	f.idle <- in
+	r.track(f)
+	r.log.Debug("function compiled", "function", spec.Name, "preinitialized", c.image != nil, "stored_snapshot", stored, "took", time.Since(start))
 	return f, nil
 }
 
-func moduleConfig(env map[string]string, logw *lineLogger) wazero.ModuleConfig {
-	cfg := wazero.NewModuleConfig().
-		WithName("").         // instances of one module are anonymous, so many can live at once
-		WithStartFunctions(). // _initialize and wisp_start are called explicitly, to report errors
+// checkHeader refuses what is plainly not a wasm module before any parser sees it.
+func checkHeader(b []byte) error {
+	switch {
+	case len(b) < 8:
+		return fmt.Errorf("module of %d bytes is truncated: a wasm module starts with an 8-byte header", len(b))
+	case string(b[:4]) != "\x00asm":
+		return fmt.Errorf("not a wasm module: it starts with %q", b[:4])
+	}
+	return nil
+}
+
+func moduleConfig(c *code, env []string, logw *lineLogger) (wazero.ModuleConfig, error) {
+	var cfg wazero.ModuleConfig
+	if c.image != nil {
+		s := snapshot.Snapshot{Clock: c.clock}
+		var err error
+		if cfg, err = s.ModuleConfig(c.base, env); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg = wazero.NewModuleConfig().
+			WithStartFunctions(). // _initialize and wisp_start are called explicitly, to report errors
+			WithSysWalltime().
+			WithSysNanotime().
+			WithSysNanosleep().
+			WithRandSource(randSource)
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			cfg = cfg.WithEnv(k, v)
+		}
+	}
+	return cfg.
+		WithName(""). // instances of one module are anonymous, so many can live at once
 		WithStdout(logw.stream("stdout")).
-		WithStderr(logw.stream("stderr")).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithRandSource(randSource)
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cfg = cfg.WithEnv(k, env[k])
-	}
-	return cfg
+		WithStderr(logw.stream("stderr")), nil
 }
 
 func checkExports(m wazero.CompiledModule, lim Limits) error {
@@ -197,7 +238,18 @@ func (f *Function) Close() {
 	f.closeOnce.Do(func() {
 		f.closed.Store(true)
 		f.drainIdle()
+		f.finishIfDone()
 	})
+}
+
+// finishIfDone retires the code of a closed function once no instance of it is left.
+func (f *Function) finishIfDone() {
+	if f.closed.Load() && f.live.Load() == 0 {
+		f.finishOnce.Do(func() {
+			f.rt.untrack(f)
+			f.rt.retireCode(f.code)
+		})
+	}
 }
 
 // drainIdle closes every idle instance. Instances returned later are closed by release.
@@ -214,26 +266,42 @@ func (f *Function) drainIdle() {
 
 // instance is one live instantiation of a function, used by one request at a time.
 type instance struct {
-	mod    api.Module
-	mem    api.Memory
-	alloc  api.Function
-	handle api.Function
-	stack  [2]uint64 // CallWithStack scratch: params in, results out
-	bufPtr uint32    // request buffer from wisp_alloc
-	bufCap uint32
+	mod      api.Module
+	mem      api.Memory
+	alloc    api.Function
+	handle   api.Function
+	stack    [2]uint64 // CallWithStack scratch: params in, results out
+	bufPtr   uint32    // request buffer from wisp_alloc
+	bufCap   uint32
+	lastUsed int64 // nanotime of the last release, for reaping idle instances
 }
 
+// instantiate creates an instance from f's code, reloading the compiled code first if it was
+// evicted (the disk tier). Pre-initialized code runs no guest code here.
 func (f *Function) instantiate(ctx context.Context) (*instance, error) {
-	ictx := experimental.WithMemoryAllocator(ctx, f.alloc)
-	mod, err := f.rt.wz.InstantiateModule(ictx, f.compiled, f.modCfg)
+	in, _, err := f.instantiateTier(ctx)
+	return in, err
+}
+
+func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error) {
+	compiled, t, err := f.rt.useCode(ctx, f.code)
 	if err != nil {
-		return nil, err
+		return nil, t, err
 	}
-	for _, name := range []string{exportInitialize, exportStart} {
-		if fn := mod.ExportedFunction(name); fn != nil {
-			if _, err := fn.Call(ctx); err != nil {
-				_ = mod.Close(ctx)
-				return nil, fmt.Errorf("%s: %w", name, err)
+	ictx := experimental.WithMemoryAllocator(ctx, f.alloc)
+	mod, err := f.rt.wz.InstantiateModule(ictx, compiled, f.modCfg)
+	if err != nil {
+		f.rt.releaseCode(f.code)
+		return nil, t, err
+	}
+	if f.code.image == nil {
+		for _, name := range []string{exportInitialize, exportStart} {
+			if fn := mod.ExportedFunction(name); fn != nil {
+				if _, err := fn.Call(ctx); err != nil {
+					_ = mod.Close(ctx)
+					f.rt.releaseCode(f.code)
+					return nil, t, fmt.Errorf("%s: %w", name, err)
+				}
 			}
 		}
 	}
@@ -242,7 +310,7 @@ func (f *Function) instantiate(ctx context.Context) (*instance, error) {
 		mem:    mod.ExportedMemory(exportMemory),
 		alloc:  mod.ExportedFunction(exportAlloc),
 		handle: mod.ExportedFunction(exportHandle),
-	}, nil
+	}, t, nil
 }
 
 // acquire returns an idle instance, instantiates a new one if the function is below its
@@ -260,13 +328,17 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		}
 		if n := f.live.Add(1); n <= int32(f.limits.MaxInstances) {
 			start := time.Now()
-			in, err := f.instantiate(ctx)
+			in, t, err := f.instantiateTier(ctx)
 			if err != nil {
 				f.live.Add(-1)
 				f.signalFreed()
 				return nil, err
 			}
-			f.stats.coldStarts.Inc()
+			if t == tierDisk {
+				f.stats.diskStarts.Inc()
+			} else {
+				f.stats.coldStarts.Inc()
+			}
 			f.stats.liveInstances.Add(1)
 			f.stats.instantiateSeconds.UpdateDuration(start)
 			return in, nil
@@ -288,6 +360,11 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 
 // release returns a healthy instance to the idle pool.
 func (f *Function) release(in *instance) {
+	in.lastUsed = nanotime()
+	f.putIdle(in)
+}
+
+func (f *Function) putIdle(in *instance) {
 	if f.closed.Load() {
 		f.discard(in)
 		return
@@ -298,15 +375,16 @@ func (f *Function) release(in *instance) {
 	}
 }
 
-// discard closes an instance off the request path and frees its slot.
+// discard closes an instance off the request path and frees its slot. When the function is
+// closed and this was its last instance, its code is released too.
 func (f *Function) discard(in *instance) {
+	f.live.Add(-1)
 	go func() {
 		_ = in.mod.Close(context.Background())
+		f.rt.releaseCode(f.code)
+		f.finishIfDone()
 	}()
 	f.stats.liveInstances.Add(-1)
-	if f.live.Add(-1) == 0 && f.closed.Load() {
-		go func() { _ = f.compiled.Close(context.Background()) }()
-	}
 	f.signalFreed()
 }
 
@@ -512,3 +590,15 @@ var tokenChar = func() (t [128]bool) {
 
 // ValidHeader reports whether a guest's response header may reach the client.
 func ValidHeader(name, value []byte) bool { return validHeaderName(name) && validHeaderValue(value) }
+
+// Preinitialized reports whether instances start from a snapshot (no guest code runs when one is
+// created) rather than initializing themselves.
+func (f *Function) Preinitialized() bool { return f.code.image != nil || f.code.clock != 0 }
+
+// CodeKey identifies the function's code: module, environment and warm-up. Equal keys share
+// stored snapshots.
+func (f *Function) CodeKey() string { return f.code.key }
+
+// DiscardIdle closes every idle instance of f now, so the next request is a cold start. For
+// benchmarks and tests.
+func DiscardIdle(f *Function) { f.drainIdle() }

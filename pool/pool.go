@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/panjf2000/ants/v2"
 	"github.com/tetratelabs/wazero"
@@ -27,7 +28,22 @@ type Config struct {
 	Workers int
 	// Logger receives guest faults and guest stdout/stderr. Default slog.Default().
 	Logger *slog.Logger
+	// SnapshotDir keeps pre-initialized modules and their memory images, so a restart (or a
+	// reload after eviction) does not initialize guests again. Empty: snapshots live in memory.
+	SnapshotDir string
+	// CodeBudget bounds the estimated memory of resident compiled code. Past it, the code of
+	// the least recently used functions without live instances is evicted and reloaded from
+	// the file compilation cache on their next request (the disk tier). Default 8 GiB.
+	CodeBudget int64
+	// IdleTimeout closes instances idle for this long. Default 5 minutes.
+	IdleTimeout time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultCodeBudget  = 8 << 30
+	DefaultIdleTimeout = 5 * time.Minute
+)
 
 // Runtime owns the wazero runtime, the compilation cache, the goroutine pool that executes
 // requests, and every Function compiled through it. It is safe for concurrent use.
@@ -39,8 +55,15 @@ type Runtime struct {
 	log     *slog.Logger
 	stats   statsRegistry
 
+	snapDir     string
+	budget      int64
+	idleTimeout time.Duration
+	stopReaper  context.CancelFunc
+	reaperDone  chan struct{}
+
 	mu     sync.Mutex
 	closed bool
+	fns    map[*Function]struct{} // live functions: for the reaper and eviction
 }
 
 // New starts a Runtime.
@@ -77,7 +100,21 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Runtime{wz: wz, cache: cache, workers: workers, log: log}, nil
+	r := &Runtime{
+		wz: wz, cache: cache, workers: workers, log: log,
+		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
+		fns: map[*Function]struct{}{}, reaperDone: make(chan struct{}),
+	}
+	if r.budget <= 0 {
+		r.budget = DefaultCodeBudget
+	}
+	if r.idleTimeout <= 0 {
+		r.idleTimeout = DefaultIdleTimeout
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.stopReaper = cancel
+	go r.reap(rctx)
+	return r, nil
 }
 
 // Close stops the worker pool and closes the wazero runtime and every instance in it.
@@ -89,6 +126,8 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	r.stopReaper()
+	<-r.reaperDone
 	r.workers.Release()
 	err := r.wz.Close(ctx)
 	if cerr := r.cache.Close(ctx); err == nil {

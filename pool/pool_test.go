@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -227,5 +229,71 @@ func TestHeaderValidation(t *testing.T) {
 		if got := pool.ValidHeader([]byte(tt.name), []byte(tt.value)); got != tt.ok {
 			t.Errorf("ValidHeader(%q, %q) = %v; want %v", tt.name, tt.value, got, tt.ok)
 		}
+	}
+}
+
+// BenchmarkColdInvokeHello measures a cold start in the pool: every iteration finds no idle
+// instance, instantiates one from the pre-initialized snapshot, serves the request on it and
+// discards it.
+func BenchmarkColdInvokeHello(b *testing.B) {
+	for _, warm := range []bool{false, true} {
+		b.Run(fmt.Sprintf("warmup=%v", warm), func(b *testing.B) {
+			rt := newRuntime(b)
+			f, err := rt.Compile(context.Background(), pool.Spec{Name: "hello", Wasm: buildtest.Wasm(b, "hello"), WarmUp: warm})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			req := request("GET", "/")
+			ctx := context.Background()
+			fn := func(resp *abi.Response) error {
+				if resp.Status != 200 {
+					return fmt.Errorf("status %d", resp.Status)
+				}
+				return nil
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pool.DiscardIdle(f)
+				if err := f.Invoke(ctx, req, fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestSnapshotSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	spec := pool.Spec{Name: "echo", Wasm: buildtest.Wasm(t, "echo"), Env: map[string]string{"A": "1"}}
+	var first string
+	for i := 0; i < 2; i++ {
+		rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := rt.Compile(context.Background(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := invoke(f, request("GET", "/x?env=A"))
+		if err != nil || r.status != 200 || !strings.Contains(r.body, `"A":"1"`) {
+			t.Fatalf("run %d: %+v %v", i, r, err)
+		}
+		if !f.Preinitialized() {
+			t.Fatalf("run %d: echo was not pre-initialized", i)
+		}
+		if i == 0 {
+			first = f.CodeKey()
+		} else if f.CodeKey() != first {
+			t.Fatalf("code key changed across restart")
+		}
+		f.Close()
+		_ = rt.Close(context.Background())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, first+".*"))
+	if len(files) != 3 {
+		t.Fatalf("snapshot files %v; want module, memory and metadata", files)
 	}
 }

@@ -17,6 +17,8 @@ type fnStats struct {
 	set                *metrics.Set
 	hotStarts          *metrics.Counter
 	coldStarts         *metrics.Counter
+	diskStarts         *metrics.Counter
+	reaped             *metrics.Counter
 	waits              *metrics.Counter
 	liveInstances      atomic.Int64 // exported by a gauge
 	compileSeconds     *metrics.PrometheusHistogram
@@ -30,6 +32,8 @@ func newFnStats(name string) *fnStats {
 	l := fmt.Sprintf(`{function=%q}`, name)
 	s.hotStarts = s.set.NewCounter(fmt.Sprintf(`wisp_pool_starts_total{function=%q,tier="hot"}`, name))
 	s.coldStarts = s.set.NewCounter(fmt.Sprintf(`wisp_pool_starts_total{function=%q,tier="cold"}`, name))
+	s.diskStarts = s.set.NewCounter(fmt.Sprintf(`wisp_pool_starts_total{function=%q,tier="disk"}`, name))
+	s.reaped = s.set.NewCounter(`wisp_pool_reaped_instances_total` + l)
 	s.waits = s.set.NewCounter(`wisp_pool_instance_waits_total` + l)
 	s.set.NewGauge(`wisp_pool_live_instances`+l, func() float64 { return float64(s.liveInstances.Load()) })
 	s.compileSeconds = s.set.NewPrometheusHistogramExt(`wisp_pool_compile_seconds`+l, metrics.ExponentialBuckets(1e-3, 2, 16))

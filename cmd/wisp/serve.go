@@ -24,14 +24,16 @@ import (
 )
 
 type serveFlags struct {
-	listen     string
-	data       string
-	natsURL    string
-	natsListen string
-	sync       string
-	workers    int
-	logLevel   string
-	deploy     []string
+	listen        string
+	data          string
+	natsURL       string
+	natsListen    string
+	sync          string
+	workers       int
+	logLevel      string
+	deploy        []string
+	codeBudgetMiB int64
+	idleTimeout   time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -57,6 +59,8 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.StringVar(&f.sync, "sync", natsnode.SyncAlways, `JetStream durability: "always" (fsync every write) or an fsync interval such as "2m"`)
 	fl.IntVar(&f.workers, "workers", 0, "goroutines executing guest code at once (default 256 × GOMAXPROCS)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.Int64Var(&f.codeBudgetMiB, "code-budget-mib", pool.DefaultCodeBudget>>20, "resident compiled code, estimated; past it the least recently used idle functions reload from the compilation cache")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", pool.DefaultIdleTimeout, "close instances idle for this long")
 	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
 	return cmd
 }
@@ -131,7 +135,14 @@ func serve(ctx context.Context, f serveFlags) error {
 
 	var rt *pool.Runtime
 	if err := step("runtime", func() (err error) {
-		rt, err = pool.New(ctx, pool.Config{CacheDir: filepath.Join(f.data, "compile-cache"), Workers: f.workers, Logger: log})
+		rt, err = pool.New(ctx, pool.Config{
+			CacheDir:    filepath.Join(f.data, "compile-cache"),
+			SnapshotDir: filepath.Join(f.data, "snapshots"),
+			CodeBudget:  f.codeBudgetMiB << 20,
+			IdleTimeout: f.idleTimeout,
+			Workers:     f.workers,
+			Logger:      log,
+		})
 		return err
 	}); err != nil {
 		return err

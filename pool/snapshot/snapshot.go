@@ -33,6 +33,10 @@ import (
 // instantiation.
 var ErrUnsupported = errors.New("unsupported by snapshots")
 
+// ErrNotReactor is wrapped by the error of Take for a module that does not
+// export ExportInitialize: there is no initialization to capture.
+var ErrNotReactor = errors.New("not a WASI reactor")
+
 // Options configures Take. The zero value is usable.
 type Options struct {
 	// Env holds the environment variables the guest sees, as "KEY=value".
@@ -109,9 +113,9 @@ func Take(ctx context.Context, rt wazero.Runtime, wasm []byte, opt Options) (*Sn
 	}
 	if m.exportIndex(ExportInitialize, externFunc) < 0 {
 		if m.exportIndex("_start", externFunc) >= 0 {
-			return nil, fmt.Errorf("cannot snapshot module: it is a WASI command (exports _start), not a reactor exporting %s; build Go guests with -buildmode=c-shared", ExportInitialize)
+			return nil, fmt.Errorf("cannot snapshot module: %w: it is a WASI command (exports _start), not a reactor exporting %s; build Go guests with -buildmode=c-shared", ErrNotReactor, ExportInitialize)
 		}
-		return nil, fmt.Errorf("cannot snapshot module: it does not export %s", ExportInitialize)
+		return nil, fmt.Errorf("cannot snapshot module: %w: it does not export %s", ErrNotReactor, ExportInitialize)
 	}
 	if len(m.memories) == 0 {
 		return nil, errors.New("cannot snapshot module: it has no memory")

@@ -1,0 +1,239 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/wispfn/wisp/pool/abi"
+	"github.com/wispfn/wisp/pool/cowmem"
+	"github.com/wispfn/wisp/pool/snapshot"
+)
+
+// code is the executable form of one function version: the module its instances are created
+// from and, when it could be pre-initialized, the memory image they start from.
+//
+// Pre-initialized code (image != nil) is the rewritten snapshot module: instantiating it runs no
+// guest code, and its memory is a private copy-on-write mapping of the image. Other code is the
+// original module, initialized (_initialize, wisp_start) at every instantiation.
+type code struct {
+	key    string // content key: module, environment, warm-up, format
+	served []byte // module instances are created from
+	image  *cowmem.Image
+	clock  int64     // guest monotonic clock at the snapshot
+	base   time.Time // when the snapshot was loaded in this process
+
+	mu       sync.Mutex            // guards the fields below
+	compiled wazero.CompiledModule // nil while evicted
+	users    int                   // live instances using compiled
+	lastUse  time.Time             // of compiled, for LRU eviction
+	retired  bool                  // no new instances; closed with the last one
+}
+
+// initTimeout bounds pre-initialization (compile of the instrumented copy, _initialize,
+// wisp_start, warm-up) when the function's own deadline is shorter.
+const initTimeout = time.Minute
+
+// snapshotFormat versions what is stored under Config.SnapshotDir.
+const snapshotFormat = "wisp-snapshot-1"
+
+func codeKey(wasm []byte, env []string, warmUp bool) string {
+	h := sha256.New()
+	h.Write([]byte(snapshotFormat))
+	h.Write([]byte{0})
+	h.Write(wasm)
+	for _, kv := range env {
+		h.Write([]byte{0})
+		h.Write([]byte(kv))
+	}
+	if warmUp {
+		h.Write([]byte{0, 'w'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// prepare turns a module into code: it loads a stored snapshot of it, or takes one (and stores
+// it), or, for a module a snapshot cannot capture, keeps the original. A module that fails to
+// initialize is an error.
+func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limits, logw *lineLogger) (*code, bool, error) {
+	key := codeKey(spec.Wasm, env, spec.WarmUp)
+	if c, err := r.loadSnapshot(key); err == nil {
+		return c, true, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("stored snapshot unusable; taking a new one", "function", spec.Name, "key", key, "error", err)
+	}
+	// The deadline covers compiling the instrumented copy too, which takes seconds for a large
+	// module on a busy machine; it exists to refuse a guest that never finishes initializing.
+	tctx, cancel := context.WithTimeout(ctx, max(lim.Timeout, initTimeout))
+	defer cancel()
+	opt := snapshot.Options{Env: env, Stdout: logw.stream("stdout"), Stderr: logw.stream("stderr")}
+	if spec.WarmUp {
+		opt.WarmUp = warmUp
+	}
+	snap, err := snapshot.Take(tctx, r.wz, spec.Wasm, opt)
+	if errors.Is(err, snapshot.ErrUnsupported) || errors.Is(err, snapshot.ErrNotReactor) {
+		r.log.Info("module cannot be pre-initialized; instances will initialize themselves", "function", spec.Name, "reason", err)
+		return &code{key: key, served: spec.Wasm}, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	img, err := cowmem.NewImage(snap.Memory)
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot map snapshot memory: %w", err)
+	}
+	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now()}
+	if err := r.storeSnapshot(key, snap); err != nil {
+		r.log.Warn("cannot store snapshot; it will be taken again after a restart", "function", spec.Name, "error", err)
+	}
+	return c, false, nil
+}
+
+// warmUp runs one synthetic GET / before the snapshot, so lazy first-call work of the guest
+// (first allocations, caches filled on first use) is in the image too. The response is discarded;
+// a guest that fails it fails the deploy.
+func warmUp(ctx context.Context, mod api.Module) error {
+	req := &abi.Request{Method: []byte("GET"), URI: []byte("/"), FullURI: []byte("/"), Host: []byte("localhost"), RemoteAddr: []byte("127.0.0.1:0")}
+	size := uint64(abi.RequestSize(req))
+	alloc, handle := mod.ExportedFunction(exportAlloc), mod.ExportedFunction(exportHandle)
+	if alloc == nil || handle == nil {
+		return fmt.Errorf("module exports no %s or %s", exportAlloc, exportHandle)
+	}
+	res, err := alloc.Call(ctx, size)
+	if err != nil {
+		return fmt.Errorf("%s: %w", exportAlloc, err)
+	}
+	view, ok := mod.Memory().Read(uint32(res[0]), uint32(size))
+	if !ok {
+		return fmt.Errorf("%s returned a buffer outside memory", exportAlloc)
+	}
+	abi.AppendRequest(view[:0], req)
+	if _, err := handle.Call(ctx, res[0], size); err != nil {
+		return fmt.Errorf("%s: %w", exportHandle, err)
+	}
+	return nil
+}
+
+// snapshotMeta is the small JSON file that completes a stored snapshot.
+type snapshotMeta struct {
+	Format string `json:"format"`
+	Clock  int64  `json:"clock"`
+	Pages  int    `json:"pages"`
+}
+
+func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
+	base := filepath.Join(r.snapDir, key)
+	return base + ".wasm", base + ".mem.zst", base + ".json"
+}
+
+// storeSnapshot writes module, memory image (zstd) and metadata, each atomically; the metadata
+// goes last, so a snapshot without it is incomplete and ignored.
+func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot) error {
+	if r.snapDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(r.snapDir, 0o755); err != nil {
+		return err
+	}
+	wasmPath, memPath, metaPath := r.snapshotPaths(key)
+	if err := writeFileAtomic(wasmPath, s.Module); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(memPath, zstdEncoder.EncodeAll(s.Memory, nil)); err != nil {
+		return err
+	}
+	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage})
+	return writeFileAtomic(metaPath, meta)
+}
+
+// loadSnapshot reads a stored snapshot; os.ErrNotExist if there is none.
+func (r *Runtime) loadSnapshot(key string) (*code, error) {
+	if r.snapDir == "" {
+		return nil, os.ErrNotExist
+	}
+	wasmPath, memPath, metaPath := r.snapshotPaths(key)
+	metaBytes, err := os.ReadFile(metaPath)
+	if err != nil {
+		return nil, err
+	}
+	var meta snapshotMeta
+	if err := json.Unmarshal(metaBytes, &meta); err != nil || meta.Format != snapshotFormat {
+		return nil, fmt.Errorf("bad snapshot metadata %s: %v", metaPath, err)
+	}
+	served, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, err
+	}
+	zmem, err := os.ReadFile(memPath)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := zstdDecoder.DecodeAll(zmem, make([]byte, 0, meta.Pages*wasmPage))
+	if err != nil || len(mem) != meta.Pages*wasmPage {
+		return nil, fmt.Errorf("bad snapshot memory %s: %d bytes, want %d pages: %v", memPath, len(mem), meta.Pages, err)
+	}
+	img, err := cowmem.NewImage(mem)
+	if err != nil {
+		return nil, err
+	}
+	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now()}, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, bytes.NewReader(b))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
+}
+
+var (
+	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+)
+
+// allocator returns the memory allocator of instances of c under lim.
+func (c *code) allocator(lim Limits) experimental.MemoryAllocator {
+	if c.image != nil {
+		return c.image.Allocator(lim.MemoryBytes)
+	}
+	return limitAllocator(lim.MemoryBytes)
+}
