@@ -68,7 +68,7 @@ const (
 // Compile prepares spec for serving: it pre-initializes the module (a snapshot of its memory and
 // globals after _initialize and wisp_start, taken once and kept under Config.SnapshotDir),
 // compiles the module instances are created from, and instantiates it once to prove that it
-// runs; that instance becomes the function's first idle one. Errors that are the module's fault
+// runs. No instance is kept: the first request creates one. Errors that are the module's fault
 // wrap ErrInvalidModule.
 func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	if err := spec.Limits.Validate(); err != nil {
@@ -122,9 +122,11 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 		f.code.close()
 		return nil, fmt.Errorf("cannot initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
 	}
+	// The trial instance proved the code runs; it is not kept, so a deployed function that is
+	// never called holds no instance, and its first request is a true cold start.
 	f.live.Store(1)
 	f.stats.liveInstances.Add(1)
-	f.idle <- in
+	f.discard(in)
 	r.track(f)
 	r.log.Debug("function compiled", "function", spec.Name, "preinitialized", c.image != nil, "stored_snapshot", stored, "took", time.Since(start))
 	return f, nil

@@ -16,7 +16,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newBuildCmd(), newDeployCmd(), newListCmd(), newRemoveCmd(), newInvokeCmd(), newLoadtestCmd())
+	lt := newLoadtestCmd()
+	lt.AddCommand(newColdCmd())
+	root.AddCommand(newServeCmd(), newBuildCmd(), newDeployCmd(), newListCmd(), newRemoveCmd(), newInvokeCmd(), lt)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "wisp:", err)
 		os.Exit(1)
