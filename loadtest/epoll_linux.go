@@ -41,11 +41,6 @@ const readBufSize = 64 << 10
 // free to send it. On older kernels a periodic timerfd in the epoll set
 // paces instead.
 //
-// When the process has more Ps than loops, the wait is a raw system call:
-// the Go scheduler neither hands the loop's P to another thread nor has
-// sysmon poll it every 20 µs, which on a busy loop cost a fifth of its CPU.
-// The spare P runs the rest of the process (the GC, signal handling).
-//
 // With Config.BusyPoll the loop never sleeps: it polls without a timeout,
 // so no wake-up of an idle CPU delays a send or the reading of a response.
 type loop struct {
@@ -72,7 +67,6 @@ type loop struct {
 	ended    bool // past the end: no new requests
 	open     bool
 	pwait2   bool // epoll_pwait2 paces; otherwise timer, a timerfd
-	raw      bool // wait in a raw system call
 }
 
 // usePwait2 lets tests force the timerfd pacing of kernels without
@@ -133,7 +127,6 @@ func newLoops(r *run) ([]*loop, error) {
 			l.interval = float64(time.Second) * float64(n) / t.Rate
 			l.offset = l.interval * float64(i) / float64(n)
 		}
-		l.raw = runtime.GOMAXPROCS(0) > n
 		loops = append(loops, l)
 	}
 	return loops, nil
@@ -195,15 +188,8 @@ func (l *loop) wait(d time.Duration) (int, error) {
 		return unix.EpollWait(l.epfd, l.events, ms)
 	}
 	ts := unix.NsecToTimespec(int64(d))
-	var n uintptr
-	var errno unix.Errno
-	if l.raw {
-		n, _, errno = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])),
-			uintptr(len(l.events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
-	} else {
-		n, _, errno = unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])),
-			uintptr(len(l.events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
-	}
+	n, _, errno := unix.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])),
+		uintptr(len(l.events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

@@ -9,8 +9,7 @@ import (
 )
 
 // TestEpollWaits runs ClientEpoll's other ways of waiting: the timerfd
-// pacing of kernels without epoll_pwait2, and the raw system call used when
-// the process has a P to spare.
+// pacing of kernels without epoll_pwait2, and more Ps than event loops.
 func TestEpollWaits(t *testing.T) {
 	url := startHertz(t, hello)
 	check := func(t *testing.T) {
@@ -28,7 +27,7 @@ func TestEpollWaits(t *testing.T) {
 				t.Fatalf("got %d requests + %d unsent; want 1000 arrivals", res.Requests, res.Unsent)
 			}
 		}
-		// A raw wait must still end when the run is cancelled.
+		// A wait must end when the run is cancelled.
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		began := time.Now()
@@ -44,7 +43,7 @@ func TestEpollWaits(t *testing.T) {
 		defer func() { usePwait2 = true }()
 		check(t)
 	})
-	t.Run("raw", func(t *testing.T) {
+	t.Run("spare P", func(t *testing.T) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(runtime.NumCPU() + 1))
 		check(t)
 	})

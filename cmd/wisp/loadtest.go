@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -69,9 +68,6 @@ maximum throughput.`,
 			if body != "" {
 				cfg.Body = []byte(body)
 			}
-			// The epoll client's event loops wait in raw system calls when a
-			// P is left for the rest of the process: give it one.
-			runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 			ctx := cmd.Context()
 			if ctx == nil {
 				ctx = context.Background()

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -142,9 +141,6 @@ func runWorker() error {
 	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
 		return fmt.Errorf("cannot read the load test config: %w", err)
 	}
-	// The epoll client's event loops wait in raw system calls when a P is
-	// left for the rest of the process: give it one.
-	runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := loadtest.Run(ctx, cfg)
