@@ -242,3 +242,37 @@ func TestCLIErrors(t *testing.T) {
 		t.Fatalf("ls with a wrong token: %q %v", out, err)
 	}
 }
+
+func TestLoadtestCold(t *testing.T) {
+	p := startWisp(t, t.TempDir())
+	out, err := p.cli("loadtest", "cold", "--functions", "6", "--rate", "50", "--json")
+	if err != nil {
+		t.Fatalf("loadtest cold: %v", err)
+	}
+	var res struct {
+		Count   int64   `json:"count"`
+		ColdP50 float64 `json:"cold_p50_us"`
+		WarmP99 float64 `json:"warm_p99_us"`
+		Errors  int64   `json:"errors"`
+		Server  struct {
+			Cold int64 `json:"cold_starts"`
+			Hot  int64 `json:"hot_starts"`
+		} `json:"server"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	if res.Count != 6 || res.Errors != 0 || res.ColdP50 <= 0 || res.WarmP99 <= 0 {
+		t.Fatalf("result %+v; want 6 requests, no errors, positive latencies", res)
+	}
+	if res.Server.Cold != 6 || res.Server.Hot != 6 {
+		t.Fatalf("server saw %d cold and %d hot starts; want 6 and 6", res.Server.Cold, res.Server.Hot)
+	}
+	out, err = p.cli("ls", "--json")
+	if err != nil || strings.Contains(out, "cold-") {
+		t.Fatalf("functions left after the run: %q %v", out, err)
+	}
+	if _, err := p.cli("loadtest", "cold", "--functions", "-1"); err == nil || !strings.Contains(err.Error(), "functions") {
+		t.Fatalf("--functions -1: err = %v; want it refused", err)
+	}
+}
