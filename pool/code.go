@@ -34,9 +34,13 @@ import (
 type code struct {
 	key    string // content key: module, environment, warm-up, format
 	served []byte // module instances are created from
-	image  *cowmem.Image
-	clock  int64     // guest monotonic clock at the snapshot
-	base   time.Time // when the snapshot was loaded in this process
+	// wz is the runtime served is compiled in: Runtime.fast when served has an interrupt flag
+	// (interruptible), Runtime.guard otherwise.
+	wz            wazero.Runtime
+	interruptible bool
+	image         *cowmem.Image
+	clock         int64     // guest monotonic clock at the snapshot
+	base          time.Time // when the snapshot was loaded in this process
 
 	mu       sync.Mutex            // guards the fields below
 	compiled wazero.CompiledModule // nil while evicted
@@ -50,7 +54,7 @@ type code struct {
 const initTimeout = time.Minute
 
 // snapshotFormat versions what is stored under Config.SnapshotDir.
-const snapshotFormat = "wisp-snapshot-1"
+const snapshotFormat = "wisp-snapshot-2" // 2: modules carry the interrupt flag
 
 func codeKey(wasm []byte, env []string, warmUp bool) string {
 	h := sha256.New()
@@ -86,6 +90,19 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limi
 	} else if !errors.Is(err, os.ErrNotExist) {
 		r.log.Warn("stored snapshot unusable; taking a new one", "function", spec.Name, "key", key, "error", err)
 	}
+	wasm, err := snapshot.InstrumentInterrupt(spec.Wasm)
+	interruptible := err == nil
+	switch {
+	case errors.Is(err, snapshot.ErrUnsupported):
+		r.log.Info("module cannot carry an interrupt flag; its deadlines use wazero's slower context checks", "function", spec.Name, "reason", err)
+		wasm = spec.Wasm
+	case err != nil:
+		return nil, false, err
+	}
+	rt := r.guard
+	if interruptible {
+		rt = r.fast
+	}
 	// The deadline covers compiling the instrumented copy too, which takes seconds for a large
 	// module on a busy machine; it exists to refuse a guest that never finishes initializing.
 	tctx, cancel := context.WithTimeout(ctx, max(lim.Timeout, initTimeout))
@@ -94,10 +111,10 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limi
 	if spec.WarmUp {
 		opt.WarmUp = warmUp
 	}
-	snap, err := snapshot.Take(tctx, r.wz, spec.Wasm, opt)
+	snap, err := snapshot.Take(tctx, r.guard, wasm, opt)
 	if errors.Is(err, snapshot.ErrUnsupported) || errors.Is(err, snapshot.ErrNotReactor) {
 		r.log.Info("module cannot be pre-initialized; instances will initialize themselves", "function", spec.Name, "reason", err)
-		return &code{key: key, served: spec.Wasm}, false, nil
+		return &code{key: key, served: wasm, wz: rt, interruptible: interruptible}, false, nil
 	}
 	if err != nil {
 		return nil, false, err
@@ -106,8 +123,8 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limi
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot map snapshot memory: %w", err)
 	}
-	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now()}
-	if err := r.storeSnapshot(key, snap); err != nil {
+	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now(), wz: rt, interruptible: interruptible}
+	if err := r.storeSnapshot(key, snap, interruptible); err != nil {
 		r.log.Warn("cannot store snapshot; it will be taken again after a restart", "function", spec.Name, "error", err)
 	}
 	return c, false, nil
@@ -140,9 +157,10 @@ func warmUp(ctx context.Context, mod api.Module) error {
 
 // snapshotMeta is the small JSON file that completes a stored snapshot.
 type snapshotMeta struct {
-	Format string `json:"format"`
-	Clock  int64  `json:"clock"`
-	Pages  int    `json:"pages"`
+	Format        string `json:"format"`
+	Clock         int64  `json:"clock"`
+	Pages         int    `json:"pages"`
+	Interruptible bool   `json:"interruptible"`
 }
 
 func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
@@ -152,7 +170,7 @@ func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
 
 // storeSnapshot writes module, memory image (zstd) and metadata, each atomically; the metadata
 // goes last, so a snapshot without it is incomplete and ignored.
-func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot) error {
+func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, interruptible bool) error {
 	if r.snapDir == "" {
 		return nil
 	}
@@ -166,7 +184,7 @@ func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot) error {
 	if err := writeFileAtomic(memPath, zstdEncoder.EncodeAll(s.Memory, nil)); err != nil {
 		return err
 	}
-	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage})
+	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage, Interruptible: interruptible})
 	return writeFileAtomic(metaPath, meta)
 }
 
@@ -200,7 +218,11 @@ func (r *Runtime) loadSnapshot(key string) (*code, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now()}, nil
+	rt := r.guard
+	if meta.Interruptible {
+		rt = r.fast
+	}
+	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now(), wz: rt, interruptible: meta.Interruptible}, nil
 }
 
 func writeFileAtomic(path string, b []byte) error {

@@ -86,7 +86,7 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot pre-initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
 	}
-	compiled, err := r.wz.CompileModule(ctx, c.served)
+	compiled, err := c.wz.CompileModule(ctx, c.served)
 	if err != nil {
 		c.close()
 		return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
@@ -276,6 +276,12 @@ type instance struct {
 	bufPtr   uint32    // request buffer from wisp_alloc
 	bufCap   uint32
 	lastUsed int64 // nanotime of the last release, for reaping idle instances
+
+	// Interruptible code: the guest's flag, the running call's deadline (nanotime; 0 when no
+	// call runs), and whether the sweeper fired it.
+	intr        api.MutableGlobal
+	deadline    atomic.Int64
+	interrupted atomic.Bool
 }
 
 // instantiate creates an instance from f's code, reloading the compiled code first if it was
@@ -291,33 +297,57 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 		return nil, t, err
 	}
 	ictx := experimental.WithMemoryAllocator(ctx, f.alloc)
-	mod, err := f.rt.wz.InstantiateModule(ictx, compiled, f.modCfg)
+	mod, err := f.code.wz.InstantiateModule(ictx, compiled, f.modCfg)
 	if err != nil {
 		f.rt.releaseCode(f.code)
 		return nil, t, err
 	}
+	in := &instance{
+		mod:    mod,
+		mem:    mod.ExportedMemory(exportMemory),
+		alloc:  mod.ExportedFunction(exportAlloc),
+		handle: mod.ExportedFunction(exportHandle),
+	}
+	if f.code.interruptible {
+		if in.intr = interruptFlag(mod); in.intr == nil {
+			_ = mod.Close(ctx)
+			f.rt.releaseCode(f.code)
+			return nil, t, fmt.Errorf("instrumented module lacks its %s export", snapshot.ExportInterrupt)
+		}
+		f.rt.running.add(in)
+	}
 	if f.code.image == nil {
 		for _, name := range []string{exportInitialize, exportStart} {
 			if fn := mod.ExportedFunction(name); fn != nil {
-				if _, err := fn.Call(ctx); err != nil {
+				f.startDeadline(in)
+				_, err := fn.Call(ctx)
+				in.deadline.Store(0)
+				if err != nil || in.interrupted.Load() {
+					f.rt.running.remove(in)
 					_ = mod.Close(ctx)
 					f.rt.releaseCode(f.code)
+					if in.interrupted.Load() {
+						err = fmt.Errorf("deadline of %v exceeded", f.limits.Timeout)
+					}
 					return nil, t, fmt.Errorf("%s: %w", name, err)
 				}
 			}
 		}
 	}
-	return &instance{
-		mod:    mod,
-		mem:    mod.ExportedMemory(exportMemory),
-		alloc:  mod.ExportedFunction(exportAlloc),
-		handle: mod.ExportedFunction(exportHandle),
-	}, t, nil
+	return in, t, nil
+}
+
+// startDeadline arms the interrupt of an instance's next call.
+func (f *Function) startDeadline(in *instance) {
+	if in.intr != nil {
+		in.deadline.Store(nanotime() + int64(f.limits.Timeout))
+	}
 }
 
 // acquire returns an idle instance, instantiates a new one if the function is below its
 // instance limit, or waits for one until ctx is done.
 func (f *Function) acquire(ctx context.Context) (*instance, error) {
+	var wait *time.Timer
 	for {
 		select {
 		case in := <-f.idle:
@@ -347,12 +377,20 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		}
 		f.live.Add(-1)
 		f.stats.waits.Inc()
+		if wait == nil {
+			// The wait for an instance counts against the request's deadline.
+			wait = time.NewTimer(f.limits.Timeout)
+			defer wait.Stop()
+		}
 		select {
 		case in := <-f.idle:
 			f.stats.hotStarts.Inc()
 			return in, nil
 		case <-f.freed:
 			// A slot freed up; go round and take it.
+		case <-wait.C:
+			return nil, fmt.Errorf("function %q: %w (%d instances, limit %d; raise the function's max_instances): %w",
+				f.name, ErrBusy, f.live.Load(), f.limits.MaxInstances, context.DeadlineExceeded)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("function %q: %w (%d instances, limit %d; raise the function's max_instances): %w",
 				f.name, ErrBusy, f.live.Load(), f.limits.MaxInstances, ctx.Err())
@@ -381,6 +419,9 @@ func (f *Function) putIdle(in *instance) {
 // closed and this was its last instance, its code is released too.
 func (f *Function) discard(in *instance) {
 	f.live.Add(-1)
+	if in.intr != nil {
+		f.rt.running.remove(in)
+	}
 	go func() {
 		_ = in.mod.Close(context.Background())
 		f.rt.releaseCode(f.code)
@@ -444,10 +485,14 @@ func (c *call) run() {
 	c.done <- struct{}{}
 }
 
-// execute runs on a worker goroutine.
+// execute runs on a worker goroutine. Interruptible code runs under the sweeper's deadline;
+// other code under a context deadline that wazero watches.
 func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Response, fn ResponseFunc) error {
-	ctx, cancel := context.WithTimeout(ctx, f.limits.Timeout)
-	defer cancel()
+	if !f.code.interruptible {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.limits.Timeout)
+		defer cancel()
+	}
 	in, err := f.acquire(ctx)
 	if err != nil {
 		var ge *GuestError
@@ -457,7 +502,10 @@ func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Resp
 		return f.fault(FaultTrap, fmt.Sprintf("instantiate: %v", err))
 	}
 	start := time.Now()
-	if err := f.call(ctx, in, req, resp); err != nil {
+	f.startDeadline(in)
+	err = f.call(ctx, in, req, resp)
+	in.deadline.Store(0)
+	if err != nil {
 		f.discard(in)
 		return err
 	}
@@ -481,7 +529,7 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 		}
 		in.stack[0] = uint64(want)
 		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
-			return f.callError(ctx, err)
+			return f.callError(ctx, in, err)
 		}
 		ptr := uint32(in.stack[0])
 		if ptr == 0 {
@@ -497,7 +545,7 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 
 	in.stack[0], in.stack[1] = uint64(in.bufPtr), uint64(size)
 	if err := in.handle.CallWithStack(ctx, in.stack[:]); err != nil {
-		return f.callError(ctx, err)
+		return f.callError(ctx, in, err)
 	}
 	packed := in.stack[0]
 	ptr, n := uint32(packed>>32), uint32(packed)
@@ -525,8 +573,11 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 	return nil
 }
 
-// callError classifies an error from a guest call.
-func (f *Function) callError(ctx context.Context, err error) error {
+// callError classifies an error from a guest call on in.
+func (f *Function) callError(ctx context.Context, in *instance, err error) error {
+	if in.interrupted.Load() {
+		return f.fault(FaultTimeout, fmt.Sprintf("deadline of %v exceeded", f.limits.Timeout))
+	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {

@@ -49,7 +49,13 @@ const (
 // requests, and every Function compiled through it. It is safe for concurrent use.
 // Close it after closing (or abandoning) its functions.
 type Runtime struct {
-	wz      wazero.Runtime
+	// fast runs code instrumented with an interrupt flag (pool/snapshot.InstrumentInterrupt):
+	// deadlines cost a flag check per loop iteration. guard has wazero's close-on-context-done
+	// for what cannot be instrumented, and for pre-initialization, whose copy of the guest
+	// runs inside pool/snapshot.
+	fast    wazero.Runtime
+	guard   wazero.Runtime
+	running runningSet
 	cache   wazero.CompilationCache
 	workers *ants.PoolWithFuncGeneric[*call]
 	log     *slog.Logger
@@ -60,6 +66,7 @@ type Runtime struct {
 	idleTimeout time.Duration
 	stopReaper  context.CancelFunc
 	reaperDone  chan struct{}
+	sweeperDone chan struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -78,14 +85,26 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(MaxMemoryBytes / wasmPage)
-	wz := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, wz); err != nil {
-		_ = wz.Close(ctx)
-		return nil, fmt.Errorf("cannot instantiate WASI: %w", err)
+	newRuntime := func(closeOnDone bool) (wazero.Runtime, error) {
+		rc := wazero.NewRuntimeConfigCompiler().
+			WithCompilationCache(cache).
+			WithCloseOnContextDone(closeOnDone).
+			WithMemoryLimitPages(MaxMemoryBytes / wasmPage)
+		wz := wazero.NewRuntimeWithConfig(ctx, rc)
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, wz); err != nil {
+			_ = wz.Close(ctx)
+			return nil, fmt.Errorf("cannot instantiate WASI: %w", err)
+		}
+		return wz, nil
+	}
+	fast, err := newRuntime(false)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := newRuntime(true)
+	if err != nil {
+		_ = fast.Close(ctx)
+		return nil, err
 	}
 	n := cfg.Workers
 	if n <= 0 {
@@ -93,7 +112,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	workers, err := ants.NewPoolWithFuncGeneric(n, (*call).run)
 	if err != nil {
-		_ = wz.Close(ctx)
+		_ = fast.Close(ctx)
+		_ = guard.Close(ctx)
 		return nil, fmt.Errorf("cannot start %d workers: %w", n, err)
 	}
 	log := cfg.Logger
@@ -101,9 +121,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log = slog.Default()
 	}
 	r := &Runtime{
-		wz: wz, cache: cache, workers: workers, log: log,
+		fast: fast, guard: guard, cache: cache, workers: workers, log: log,
 		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
-		fns: map[*Function]struct{}{}, reaperDone: make(chan struct{}),
+		fns: map[*Function]struct{}{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
 	}
 	if r.budget <= 0 {
 		r.budget = DefaultCodeBudget
@@ -114,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopReaper = cancel
 	go r.reap(rctx)
+	go r.interruptOverdue(rctx)
 	return r, nil
 }
 
@@ -128,8 +149,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	r.stopReaper()
 	<-r.reaperDone
+	<-r.sweeperDone
 	r.workers.Release()
-	err := r.wz.Close(ctx)
+	err := r.fast.Close(ctx)
+	if gerr := r.guard.Close(ctx); err == nil {
+		err = gerr
+	}
 	if cerr := r.cache.Close(ctx); err == nil {
 		err = cerr
 	}

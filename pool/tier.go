@@ -43,7 +43,7 @@ func (r *Runtime) useCode(ctx context.Context, c *code) (compiledModule, tier, e
 			return nil, t, ErrClosed
 		}
 		start := time.Now()
-		m, err := r.wz.CompileModule(ctx, c.served)
+		m, err := c.wz.CompileModule(ctx, c.served)
 		if err != nil {
 			return nil, tierDisk, err
 		}
