@@ -76,6 +76,7 @@ func printCold(r *loadtest.ColdResult) {
 	s := r.Server
 	fmt.Printf("server: starts cold %d, hot %d, disk %d; instantiate mean %.0fµs (p99 ≤ %.0fµs), run mean %.0fµs, request mean %.0fµs (p99 ≤ %.0fµs)\n",
 		s.ColdStarts, s.HotStarts, s.DiskStarts, s.InstantiateMean, s.InstantiateP99, s.RunMean, s.RequestMean, s.RequestP99)
+	fmt.Printf("generator send lag p99 %.0fµs (included in the latencies above)\n", r.SendLagP99)
 	if r.Errors > 0 {
 		fmt.Printf("errors: %d requests failed or answered non-200\n", r.Errors)
 	}
