@@ -33,5 +33,21 @@ test-sdk:
 test-go:
 	$(GO) test -race -timeout 20m $(PKGS)
 
+bin/nativehello: $(shell find bench/nativehello -name '*.go')
+	$(GO) build -o bin/nativehello ./bench/nativehello
+
+# The side-by-side report (<= 10 min): microbenchmarks, native Hertz hello, Wisp warm and cold,
+# workerd when installed. Writes bench/results/latest.{json,html} and micro.txt.
+bench: build bin/nativehello
+	$(GO) run ./bench/cmd/report
+
+# A reduced run (<= 90 s): native and Wisp warm only; prints JSON.
+bench-quick: build bin/nativehello
+	$(GO) run ./bench/cmd/report -quick
+
+# Installs workerd (the peer make bench compares with) into .peers/, ignored by git.
+bench-peers:
+	mkdir -p .peers && cd .peers && npm i -E --no-audit --no-fund workerd@1.20261117.1
+
 clean:
 	rm -rf bin
