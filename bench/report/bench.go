@@ -174,13 +174,20 @@ func (b *bencher) cold(ctx context.Context, s *server) {
 		b.o.logf("wisp: cold starts: %s: %s", c.Status, c.Note)
 		return
 	}
-	var res loadtest.Result
+	var res loadtest.ColdResult
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		c.Status, c.Note = "failed", fmt.Sprintf("cannot read the cold-start result: %v", err)
+		b.o.logf("wisp: cold starts: %s: %s", c.Status, c.Note)
 		return
 	}
 	c.Result = &res
-	b.o.logf("wisp: cold starts: p50 %.0fµs p99 %.0fµs over %d", res.Latency.P50, res.Latency.P99, res.Latency.Count)
+	if res.Latency.Count == 0 {
+		c.Status, c.Note = "failed", fmt.Sprintf("no cold start measured (%d errors)", res.Errors)
+	} else if res.Errors > 0 {
+		c.Note = fmt.Sprintf("%d requests failed", res.Errors)
+	}
+	b.o.logf("wisp: cold starts: p50 %.0fµs p99 %.0fµs over %d (warm p50 %.0fµs), %d errors",
+		res.Latency.P50, res.Latency.P99, res.Latency.Count, res.Warm.P50, res.Errors)
 }
 
 // summarize fills Summary and the generator's overhead from the results.

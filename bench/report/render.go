@@ -215,7 +215,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	switch c := r.Cold; {
 	case c == nil:
 	case c.Result != nil && c.Result.Latency.Count > 0:
-		fmt.Fprintf(&b, "%-16s p50 %s  p99 %s  (%d cold starts)\n", "cold start", fmtUS(c.Result.Latency.P50), fmtUS(c.Result.Latency.P99), c.Result.Latency.Count)
+		l, w := c.Result.Latency, c.Result.Warm
+		fmt.Fprintf(&b, "%-16s p50 %s  p99 %s  (%d cold starts; the same functions warm: p50 %s  p99 %s)\n",
+			"cold start", fmtUS(l.P50), fmtUS(l.P99), l.Count, fmtUS(w.P50), fmtUS(w.P99))
+		if sp := c.Result.Server; sp.ColdStarts > 0 {
+			fmt.Fprintf(&b, "%-16s server side: instantiate mean %s, run mean %s, request mean %s\n", "",
+				fmtUS(sp.InstantiateMean), fmtUS(sp.RunMean), fmtUS(sp.RequestMean))
+		}
 	default:
 		fmt.Fprintf(&b, "%-16s %s: %s\n", "cold start", c.Status, c.Note)
 	}
@@ -328,8 +334,9 @@ svg text{font:11px system-ui,sans-serif;fill:#333}
 	b.WriteString("<h2>Cold starts</h2>\n")
 	switch c := r.Cold; {
 	case c != nil && c.Result != nil && len(c.Result.Latency.Histogram) > 0:
-		l := c.Result.Latency
-		fmt.Fprintf(&b, "<p>%d cold starts: p50 %s, p99 %s, p99.9 %s, max %s.</p>\n", l.Count, fmtUS(l.P50), fmtUS(l.P99), fmtUS(l.P999), fmtUS(l.Max))
+		l, w := c.Result.Latency, c.Result.Warm
+		fmt.Fprintf(&b, "<p>%d cold starts, one request to each of %d freshly deployed functions at %.0f req/s, measured from the intended send time: p50 %s, p99 %s, p99.9 %s, max %s. The same functions warm: p50 %s, p99 %s.</p>\n",
+			l.Count, c.Result.Config.Functions, c.Result.Config.Rate, fmtUS(l.P50), fmtUS(l.P99), fmtUS(l.P999), fmtUS(l.Max), fmtUS(w.P50), fmtUS(w.P99))
 		b.WriteString(histogramSVG(l.Histogram, color("wisp")))
 	case c != nil:
 		fmt.Fprintf(&b, "<p class=\"note\">%s: %s</p>\n", esc(c.Status), esc(c.Note))

@@ -36,9 +36,9 @@ type Options struct {
 	Workerd       string
 	WorkerdConfig string
 	// Cold is the cold-start scenario, run while Wisp serves: a command that
-	// prints a loadtest.Result as JSON, with {wisp} and {addr} substituted
-	// (default: wisp loadtest cold --addr http://{addr} --json). Its
-	// latency histogram is the report's cold-start histogram.
+	// prints a loadtest.ColdResult as JSON, with {wisp} and {addr}
+	// substituted (default: wisp loadtest cold --addr http://{addr} --json).
+	// Its latency histogram is the report's cold-start histogram.
 	Cold []string
 
 	// Micro runs the Go microbenchmarks of MicroPackages (default: the
@@ -48,7 +48,7 @@ type Options struct {
 	MicroPackages  []string
 	MicroCount     int
 	MicroBenchtime string
-	MicroTimeout   time.Duration // default 5 minutes
+	MicroTimeout   time.Duration // default 4 minutes
 	ModuleDir      string        // default "."
 
 	// Load shape: warm-up, closed-loop and open-loop durations (defaults
@@ -92,7 +92,7 @@ func (o *Options) defaults() {
 		o.MicroBenchtime = "300ms"
 	}
 	if o.MicroTimeout == 0 {
-		o.MicroTimeout = 5 * time.Minute
+		o.MicroTimeout = 4 * time.Minute
 	}
 	if o.ModuleDir == "" {
 		o.ModuleDir = "."
@@ -203,9 +203,9 @@ type Scenario struct {
 
 // Cold is the cold-start scenario's result.
 type Cold struct {
-	Status string           `json:"status"`
-	Note   string           `json:"note,omitempty"`
-	Result *loadtest.Result `json:"result,omitempty"`
+	Status string               `json:"status"`
+	Note   string               `json:"note,omitempty"`
+	Result *loadtest.ColdResult `json:"result,omitempty"`
 }
 
 // MarshalJSON writes the report with Summary's keys at the top level.

@@ -127,7 +127,7 @@ func TestCold(t *testing.T) {
 	for i := range 100 {
 		rec.Record(time.Duration(200+i) * time.Microsecond)
 	}
-	res, err := json.Marshal(&loadtest.Result{Latency: rec.Latency()})
+	res, err := json.Marshal(&loadtest.ColdResult{Latency: rec.Latency(), Count: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,8 @@ func fakeReport() *Report {
 			{Kind: "open", Percent: 50, Result: fakeResult(40000, t.us*2, true), OtherCores: 0.5},
 		}})
 	}
-	rep.Cold = &Cold{Status: "ok", Result: fakeResult(0, 250, false)}
+	rep.Cold = &Cold{Status: "ok", Result: &loadtest.ColdResult{Latency: fakeResult(0, 250, false).Latency, Warm: fakeResult(0, 60, false).Latency}}
+	rep.Cold.Result.Server.ColdStarts, rep.Cold.Result.Server.InstantiateMean = 1000, 190
 	rep.Micro = &Micro{Status: "ok", Packages: []string{"p"}, Benchmarks: []Benchmark{{Package: "p", Name: "BenchmarkX-2", Runs: 5, NsPerOp: 1234}}, raw: []byte("BenchmarkX-2 1 1234 ns/op\n")}
 	rep.summarize()
 	return rep
@@ -216,7 +217,8 @@ func TestRender(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"native", "80,000", "wisp / native", "throughput 0.50×", "wisp / workerd", "throughput 2.00×", "cold start", "p99.9 @50%", "other processes used 0.50 cores"} {
+	for _, want := range []string{"native", "80,000", "wisp / native", "throughput 0.50×", "wisp / workerd", "throughput 2.00×",
+		"cold start", "the same functions warm", "instantiate mean 190µs", "p99.9 @50%", "other processes used 0.50 cores"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

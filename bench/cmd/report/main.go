@@ -41,7 +41,7 @@ func main() {
 	flag.StringVar(&o.WorkerdConfig, "workerd-config", "bench/workerd/config.capnp", "workerd config serving the JS hello")
 	flag.IntVar(&o.MicroCount, "micro-count", 5, "runs of each microbenchmark (go test -count)")
 	flag.StringVar(&o.MicroBenchtime, "micro-benchtime", "300ms", "go test -benchtime of each microbenchmark run")
-	flag.DurationVar(&o.MicroTimeout, "micro-timeout", 5*time.Minute, "time limit of all microbenchmarks together")
+	flag.DurationVar(&o.MicroTimeout, "micro-timeout", 4*time.Minute, "time limit of all microbenchmarks together")
 	flag.StringVar(&o.Client, "client", "", "load generator client: epoll, netconn or hertz (default: "+loadtest.DefaultClient+")")
 	flag.BoolVar(&o.BusyPoll, "busy-poll", false, "generator spins instead of sleeping (only when pinned); exact on an otherwise idle machine, worse on a shared one")
 	flag.BoolVar(&o.NoPin, "no-pin", false, "do not pin servers and generator to separate CPUs")
