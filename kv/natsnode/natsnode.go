@@ -535,8 +535,8 @@ func (n *Node) drain() error {
 	n.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := n.nc.Drain(); err != nil {
 		n.nc.Close()
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) {
+			return nil // nothing to drain: closed already, or the server is gone
 		}
 		return fmt.Errorf("cannot drain NATS connection: %w", err)
 	}

@@ -61,8 +61,13 @@ func Start(ctx context.Context, n *natsnode.Node, kv jetstream.KeyValue, o Optio
 		return err
 	}
 	go func() {
-		defer end()
-		run(ctx, n, kv, o, w, reconnected, deliver)
+		w := run(ctx, n, kv, o, w, reconnected, deliver)
+		end()
+		// Stopping a watch deletes its consumer, a request that waits out its timeout while
+		// NATS is unreachable: the owner need not wait for that.
+		if w != nil {
+			stop(w)
+		}
 	}()
 	return nil
 }
@@ -76,7 +81,8 @@ func watch(ctx context.Context, kv jetstream.KeyValue, o Options) (jetstream.Key
 	return kv.WatchFiltered(ctx, filters, opts...)
 }
 
-func run(ctx context.Context, n *natsnode.Node, kv jetstream.KeyValue, o Options, w jetstream.KeyWatcher, reconnected <-chan struct{}, deliver func(Update) bool) {
+// run delivers updates until the owner stops, and returns the watch still open then, if any.
+func run(ctx context.Context, n *natsnode.Node, kv jetstream.KeyValue, o Options, w jetstream.KeyWatcher, reconnected <-chan struct{}, deliver func(Update) bool) jetstream.KeyWatcher {
 	send := func(u Update) bool {
 		select {
 		case <-ctx.Done():
@@ -88,22 +94,20 @@ func run(ctx context.Context, n *natsnode.Node, kv jetstream.KeyValue, o Options
 		}
 	}
 	if o.UpdatesOnly && !send(Update{Kind: Ready}) {
-		stop(w)
-		return
+		return w
 	}
 	for {
 		if !pump(ctx, n, w, reconnected, send) {
-			stop(w)
-			return
+			return w
 		}
 		stop(w)
 		// Lost: make the watch again until that works or the owner stops.
 		for delay := minRetry; ; delay = min(2*delay, maxRetry) {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-n.Done():
-				return
+				return nil
 			case <-time.After(delay):
 			}
 			reconnected = n.Reconnected()
@@ -113,8 +117,7 @@ func run(ctx context.Context, n *natsnode.Node, kv jetstream.KeyValue, o Options
 			}
 		}
 		if !send(Update{Kind: Reset}) || o.UpdatesOnly && !send(Update{Kind: Ready}) {
-			stop(w)
-			return
+			return w
 		}
 	}
 }
