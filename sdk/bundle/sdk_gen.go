@@ -207,6 +207,132 @@ func badRequest(out []byte, msg string) []byte {
 	return abi.AppendString(out, msg)
 }
 `},
+	{Path: "faas/fetch/fetch.go", Data: `// Package fetch sends HTTP requests from a function, shaped after net/http's Client.
+//
+// The host sends them: only to hosts on the function's allow-list (if it has one), never to
+// loopback, private or link-local addresses unless the operator allows them, within a timeout
+// (10s by default), a body size limit each way, and a few redirects (followed by the host).
+// Start sends a request without waiting, so that several run at once: they take about as long as
+// the slowest of them.
+package fetch
+
+import (
+	"errors"
+	"net/url"
+	"time"
+
+	"github.com/wispfn/wisp/sdk/go/faas/http"
+	"github.com/wispfn/wisp/sdk/go/internal/hostcall"
+)
+
+// Error is the error type of failed fetches; errors.Is matches it against the sentinels below.
+type Error = hostcall.Error
+
+// Errors to test for with errors.Is.
+var (
+	// ErrDenied: the host is not on the function's allow-list, the scheme is not http or https,
+	// or the address it resolves to is not allowed.
+	ErrDenied = hostcall.ErrDenied
+	// ErrTimeout: the request ran out of time.
+	ErrTimeout = hostcall.ErrTimeout
+	// ErrTooLarge: a body over its size limit.
+	ErrTooLarge = hostcall.ErrTooLarge
+	// ErrInvalid: a malformed request, or too many redirects.
+	ErrInvalid = hostcall.ErrInvalid
+	// ErrUnavailable: the server could not be reached or the connection failed.
+	ErrUnavailable = hostcall.ErrUnavailable
+	// ErrNoHost: the program is not running inside Wisp.
+	ErrNoHost = hostcall.ErrNoHost
+)
+
+// Client sends requests. The zero value is usable; DefaultClient is one.
+type Client struct {
+	// Timeout bounds each request, redirects and body included; zero means the host's (10s by
+	// default), and the host's is also the maximum.
+	Timeout time.Duration
+}
+
+// DefaultClient is the Client of Do, Start and Get.
+var DefaultClient = &Client{}
+
+// Do sends req with DefaultClient.
+func Do(req *http.Request) (*http.Response, error) { return DefaultClient.Do(req) }
+
+// Start sends req with DefaultClient without waiting.
+func Start(req *http.Request) *Future { return DefaultClient.Start(req) }
+
+// Get fetches url with DefaultClient.
+func Get(url string) (*http.Response, error) {
+	req, err := NewRequest("GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return DefaultClient.Do(req)
+}
+
+// NewRequest returns a request for method and the absolute url, with body (not copied: do not
+// modify it until the request is sent).
+func NewRequest(method, rawURL string, body []byte) (*http.Request, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if !u.IsAbs() {
+		return nil, errors.New("fetch: url " + rawURL + " is not absolute")
+	}
+	b, err := http.NewBody(body)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Request{Method: method, URL: u, Header: http.Header{}, Body: b, ContentLength: int64(len(body))}, nil
+}
+
+// Do sends req and waits for the response. Any status is a response, not an error. The body of
+// req is read and closed; the response's body is in memory, and Close is optional.
+func (c *Client) Do(req *http.Request) (*http.Response, error) { return c.Start(req).Wait() }
+
+// Future is a request in flight.
+type Future struct {
+	c   *hostcall.Call
+	err error
+}
+
+// buf is reused for every submission: the host copies it before Start returns.
+var buf []byte
+
+// Start sends req and returns without waiting for the response.
+func (c *Client) Start(req *http.Request) *Future {
+	if req == nil || req.URL == nil {
+		return &Future{err: errors.New("fetch: request without a URL")}
+	}
+	b := hostcall.AppendString(buf[:0], req.Method)
+	b = hostcall.AppendString(b, req.URL.String())
+	b = hostcall.AppendHeader(b, req.Header)
+	b, err := hostcall.AppendBody(b, req.Body)
+	if err != nil {
+		return &Future{err: errors.New("fetch: cannot read request body: " + err.Error())}
+	}
+	ms := uint64(max(c.Timeout, 0) / time.Millisecond)
+	if c.Timeout > 0 && ms == 0 {
+		ms = 1
+	}
+	b = hostcall.AppendU32(b, uint32(min(ms, 1<<32-1)))
+	buf = b
+	return &Future{c: hostcall.Start(hostcall.ProviderFetch, b)}
+}
+
+// Wait returns the response, or why there is none.
+func (f *Future) Wait() (*http.Response, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	res, err := f.c.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return hostcall.DecodeResponse(res)
+}
+`},
 	{Path: "faas/http/header.go", Data: `package http
 
 // Header maps header names to their values, like net/http's Header. The methods canonicalize the
@@ -391,6 +517,433 @@ func MustNewBody(b []byte) Body {
 		panic(err)
 	}
 	return r
+}
+`},
+	{Path: "faas/kv/kv.go", Data: `// Package kv reads and writes the function's keys in the Wisp KV store: the node's Local Cache in
+// front of the Global KV. Every function has its own namespace (functions of a tenant may be
+// configured to share one): keys name keys in it, never in another.
+//
+// Keys are 1 to 512 bytes of letters, digits and "-/_=.", with '.' only between other
+// characters ("user.42.visits"). Values are up to 1 MiB by default. Writes are eventually
+// consistent across regions.
+//
+// Each operation has a blocking form (Get) and a future form (StartGet) for running several at
+// once: gets started together reach the store as one multi-get. Calls a function has not waited
+// for may be served in any order: wait for a Put before relying on it.
+package kv
+
+import (
+	"time"
+
+	"github.com/wispfn/wisp/sdk/go/internal/hostcall"
+)
+
+// Error is the error type of failed calls; errors.Is matches it against the sentinels below.
+type Error = hostcall.Error
+
+// Errors to test for with errors.Is.
+var (
+	// ErrInvalid: a malformed key, a value over the size limit, or a ttl under a second.
+	ErrInvalid = hostcall.ErrInvalid
+	// ErrUnavailable: the store did not answer; retrying later may succeed.
+	ErrUnavailable = hostcall.ErrUnavailable
+	// ErrNoHost: the program is not running inside Wisp.
+	ErrNoHost = hostcall.ErrNoHost
+)
+
+// Operations on the wire (docs/hostcalls.md).
+const (
+	opGet    = 1
+	opPut    = 2
+	opDelete = 3
+	opList   = 4
+)
+
+// buf is reused for every submission: the host copies it before Start returns.
+var buf []byte
+
+func start(b []byte) *hostcall.Call {
+	buf = b
+	return hostcall.Start(hostcall.ProviderKV, b)
+}
+
+// Get returns key's value and true, or false if the key does not exist.
+func Get(key string) (value []byte, ok bool, err error) { return StartGet(key).Wait() }
+
+// GetFuture is a get in flight.
+type GetFuture struct{ c *hostcall.Call }
+
+// StartGet starts a get.
+func StartGet(key string) *GetFuture {
+	b := hostcall.AppendU8(buf[:0], opGet)
+	return &GetFuture{c: start(hostcall.AppendString(b, key))}
+}
+
+// Wait returns the value and true, or false if the key does not exist. The caller owns value.
+func (f *GetFuture) Wait() (value []byte, ok bool, err error) {
+	res, err := f.c.Wait()
+	if err != nil {
+		return nil, false, err
+	}
+	d := hostcall.NewDecoder(res)
+	found := d.U8() == 1
+	v := d.Bytes()
+	if err := d.Err(); err != nil {
+		return nil, false, err
+	}
+	if !found {
+		return nil, false, nil
+	}
+	return v, true, nil
+}
+
+// Put writes key. A ttl of at least a second deletes the key that long after this write (the
+// store counts whole seconds); zero keeps it until deleted.
+func Put(key string, value []byte, ttl time.Duration) error { return StartPut(key, value, ttl).Wait() }
+
+// StartPut starts a put.
+func StartPut(key string, value []byte, ttl time.Duration) *Future {
+	b := hostcall.AppendU8(buf[:0], opPut)
+	b = hostcall.AppendString(b, key)
+	b = hostcall.AppendBytes(b, value)
+	return &Future{c: start(hostcall.AppendU64(b, uint64(max(ttl, 0)/time.Millisecond)))}
+}
+
+// Delete deletes key; deleting a key that does not exist succeeds.
+func Delete(key string) error { return StartDelete(key).Wait() }
+
+// StartDelete starts a delete.
+func StartDelete(key string) *Future {
+	b := hostcall.AppendU8(buf[:0], opDelete)
+	return &Future{c: start(hostcall.AppendString(b, key))}
+}
+
+// Future is a put or delete in flight.
+type Future struct{ c *hostcall.Call }
+
+// Wait returns the operation's error, if any.
+func (f *Future) Wait() error {
+	_, err := f.c.Wait()
+	return err
+}
+
+// List returns the keys that start with prefix ("" for all), sorted, at most limit of them
+// (0: the host's cap, 1000 by default), and whether there were more.
+func List(prefix string, limit int) (keys []string, more bool, err error) {
+	return StartList(prefix, limit).Wait()
+}
+
+// ListFuture is a list in flight.
+type ListFuture struct{ c *hostcall.Call }
+
+// StartList starts a list.
+func StartList(prefix string, limit int) *ListFuture {
+	b := hostcall.AppendU8(buf[:0], opList)
+	b = hostcall.AppendString(b, prefix)
+	return &ListFuture{c: start(hostcall.AppendU32(b, uint32(max(min(limit, 1<<31), 0))))}
+}
+
+// Wait returns the keys and whether there were more than the limit.
+func (f *ListFuture) Wait() (keys []string, more bool, err error) {
+	res, err := f.c.Wait()
+	if err != nil {
+		return nil, false, err
+	}
+	d := hostcall.NewDecoder(res)
+	keys = make([]string, d.Count(4))
+	for i := range keys {
+		keys[i] = d.Str()
+	}
+	more = d.U8() == 1
+	if err := d.Err(); err != nil {
+		return nil, false, err
+	}
+	return keys, more, nil
+}
+`},
+	{Path: "faas/log/log.go", Data: `// Package log writes structured lines (level, message, key-value fields) to the function's log
+// stream, which ` + "`" + `wisp logs -f NAME` + "`" + ` follows.
+//
+// Debug, Info, Warn and Error hand the line to the host and return without waiting: when the
+// host has too many of the instance's lines queued, they wait for the queue instead of dropping
+// the line. Log waits until the host has taken the line into the stream; Start returns a Future
+// to wait on later. Outside Wisp (GOOS other than wasip1, as in a unit test of a handler) Debug,
+// Info, Warn and Error print the line to stderr, and Log and Start fail with an error.
+//
+// Fields are given as in log/slog: alternating keys (strings) and values, formatted with
+// fmt.Sprint unless they are strings, numbers, booleans, errors or fmt.Stringers.
+package log
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/wispfn/wisp/sdk/go/internal/hostcall"
+)
+
+// Level is a line's severity, with log/slog's values.
+type Level int
+
+// Levels.
+const (
+	LevelDebug Level = -4
+	LevelInfo  Level = 0
+	LevelWarn  Level = 4
+	LevelError Level = 8
+)
+
+// String returns "DEBUG", "INFO", "WARN" or "ERROR".
+func (l Level) String() string {
+	switch {
+	case l < LevelInfo:
+		return "DEBUG"
+	case l < LevelWarn:
+		return "INFO"
+	case l < LevelError:
+		return "WARN"
+	}
+	return "ERROR"
+}
+
+// wire returns the level's encoding: 0 debug, 1 info, 2 warn, 3 error.
+func (l Level) wire() uint8 {
+	switch {
+	case l < LevelInfo:
+		return 0
+	case l < LevelWarn:
+		return 1
+	case l < LevelError:
+		return 2
+	}
+	return 3
+}
+
+// Debug writes a debug line without waiting.
+func Debug(msg string, args ...any) { send(LevelDebug, msg, args) }
+
+// Info writes an info line without waiting.
+func Info(msg string, args ...any) { send(LevelInfo, msg, args) }
+
+// Warn writes a warning line without waiting.
+func Warn(msg string, args ...any) { send(LevelWarn, msg, args) }
+
+// Error writes an error line without waiting.
+func Error(msg string, args ...any) { send(LevelError, msg, args) }
+
+// Log writes a line and waits until the host has taken it into the function's log stream.
+func Log(level Level, msg string, args ...any) error {
+	return Start(level, msg, args...).Wait()
+}
+
+// Future is a line on its way to the log stream.
+type Future struct {
+	c *hostcall.Call
+}
+
+// Start writes a line and returns without waiting for the host to take it.
+func Start(level Level, msg string, args ...any) *Future {
+	buf = encode(buf[:0], level, msg, args)
+	return &Future{c: hostcall.Start(hostcall.ProviderLog, buf)}
+}
+
+// Wait blocks until the host has taken the line, and returns why it did not if it failed
+// (the line was too long, or the request used up its hostcalls).
+func (f *Future) Wait() error {
+	_, err := f.c.Wait()
+	return err
+}
+
+// buf is reused for every line: the host copies a submission before Start or Send returns.
+var buf []byte
+
+func send(level Level, msg string, args []any) {
+	buf = encode(buf[:0], level, msg, args)
+	err := hostcall.Send(hostcall.ProviderLog, buf)
+	if err == hostcall.ErrBusy {
+		// Too many of our lines are queued: wait behind them rather than drop this one.
+		_, err = hostcall.Start(hostcall.ProviderLog, buf).Wait()
+	}
+	switch {
+	case err == nil:
+	case err == hostcall.ErrNoHost:
+		os.Stderr.WriteString(text(level, msg, args))
+	default:
+		os.Stderr.WriteString("wisp log: cannot write line: " + err.Error() + ": " + text(level, msg, args))
+	}
+}
+
+// encode appends the log submission of docs/hostcalls.md: u8 level, str message, u32 count,
+// count × (str key, str value).
+func encode(dst []byte, level Level, msg string, args []any) []byte {
+	dst = hostcall.AppendU8(dst, level.wire())
+	dst = hostcall.AppendString(dst, msg)
+	at := len(dst)
+	dst = hostcall.AppendU32(dst, 0)
+	n := 0
+	for len(args) > 0 {
+		var key string
+		key, args = next(args)
+		dst = hostcall.AppendString(dst, key)
+		dst = hostcall.AppendString(dst, format(args[0]))
+		args = args[1:]
+		n++
+	}
+	dst[at], dst[at+1], dst[at+2], dst[at+3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+	return dst
+}
+
+// next returns the key at the start of args and the args from its value on. As in log/slog, a
+// value without a string key before it gets the key "!BADKEY".
+func next(args []any) (string, []any) {
+	if k, ok := args[0].(string); ok && len(args) > 1 {
+		return k, args[1:]
+	}
+	return "!BADKEY", args
+}
+
+func format(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case int32:
+		return strconv.FormatInt(int64(v), 10)
+	case uint:
+		return strconv.FormatUint(uint64(v), 10)
+	case uint64:
+		return strconv.FormatUint(v, 10)
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case []byte:
+		return string(v)
+	case error:
+		return v.Error()
+	case fmt.Stringer:
+		return v.String()
+	case nil:
+		return "<nil>"
+	}
+	return fmt.Sprint(v)
+}
+
+// text formats a line for stderr: LEVEL message key=value ...
+func text(level Level, msg string, args []any) string {
+	var b strings.Builder
+	b.WriteString(level.String())
+	b.WriteByte(' ')
+	b.WriteString(msg)
+	for len(args) > 0 {
+		var key string
+		key, args = next(args)
+		b.WriteByte(' ')
+		b.WriteString(key)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(format(args[0])))
+		args = args[1:]
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+`},
+	{Path: "faas/rpc/rpc.go", Data: `// Package rpc calls other functions deployed on the same Wisp node, in-process: the callee gets
+// an HTTP request (with a Wisp-Caller header naming the caller) and its response comes back as
+// is, whatever its status.
+//
+// A chain of calls is limited in depth (8 hops by default), so a loop of functions calling each
+// other ends with ErrDepth instead of exhausting the node. Start calls without waiting, so that
+// several calls run at once.
+package rpc
+
+import (
+	"errors"
+	"net/url"
+
+	"github.com/wispfn/wisp/sdk/go/faas/http"
+	"github.com/wispfn/wisp/sdk/go/internal/hostcall"
+)
+
+// Error is the error type of failed calls; errors.Is matches it against the sentinels below.
+type Error = hostcall.Error
+
+// Errors to test for with errors.Is.
+var (
+	// ErrNotFound: no function of that name is deployed.
+	ErrNotFound = hostcall.ErrNotFound
+	// ErrDepth: the chain of calls reached its depth limit.
+	ErrDepth = hostcall.ErrDepth
+	// ErrDenied: the caller may not call that function.
+	ErrDenied = hostcall.ErrDenied
+	// ErrUnavailable: the callee failed (it trapped, panicked or ran out of time); the message
+	// carries its error id.
+	ErrUnavailable = hostcall.ErrUnavailable
+	// ErrNoHost: the program is not running inside Wisp.
+	ErrNoHost = hostcall.ErrNoHost
+)
+
+// NewRequest returns a request for method and uri (a path with an optional query, such as
+// "/users/42?full=1"), with body (not copied: do not modify it until the call is made).
+func NewRequest(method, uri string, body []byte) (*http.Request, error) {
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	b, err := http.NewBody(body)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Request{Method: method, URL: u, RequestURI: uri, Header: http.Header{}, Body: b, ContentLength: int64(len(body))}, nil
+}
+
+// Call calls function with req and waits for its response.
+func Call(function string, req *http.Request) (*http.Response, error) {
+	return Start(function, req).Wait()
+}
+
+// Future is a call in flight.
+type Future struct {
+	c   *hostcall.Call
+	err error
+}
+
+// buf is reused for every submission: the host copies it before Start returns.
+var buf []byte
+
+// Start calls function with req and returns without waiting for the response.
+func Start(function string, req *http.Request) *Future {
+	if req == nil || req.URL == nil {
+		return &Future{err: errors.New("rpc: request without a URL")}
+	}
+	b := hostcall.AppendString(buf[:0], function)
+	b = hostcall.AppendString(b, req.Method)
+	b = hostcall.AppendString(b, req.URL.RequestURI())
+	b = hostcall.AppendHeader(b, req.Header)
+	b, err := hostcall.AppendBody(b, req.Body)
+	if err != nil {
+		return &Future{err: errors.New("rpc: cannot read request body: " + err.Error())}
+	}
+	buf = b
+	return &Future{c: hostcall.Start(hostcall.ProviderRPC, b)}
+}
+
+// Wait returns the callee's response, or why there is none.
+func (f *Future) Wait() (*http.Response, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	res, err := f.c.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return hostcall.DecodeResponse(res)
 }
 `},
 	{Path: "faas/start_other.go", Data: `//go:build !wasip1
@@ -779,5 +1332,712 @@ func (r *Bytes) WriteTo(w io.Writer) (int64, error) {
 
 // Close implements io.Closer; it never fails.
 func (r *Bytes) Close() error { return nil }
+`},
+	{Path: "internal/hostcall/fakehost/fakehost.go", Data: `//go:build !wasip1
+
+// Package fakehost plays the Wisp host's four hostcall imports in Go, for unit tests of the SDK,
+// which is a zero-dependency module and cannot link the real host. The real host (package ring
+// of the wisp module) runs the SDK inside wasm in its own end-to-end tests.
+package fakehost
+
+import (
+	"encoding/binary"
+
+	"github.com/wispfn/wisp/sdk/go/internal/hostcall"
+)
+
+// Handler answers a submission with a result (its payload after the u32 code 0), or fails it
+// with an error code and message.
+type Handler func(payload []byte) (result []byte, code hostcall.Code, msg string)
+
+// Host is a fake host. Completions become ready when Release is called, or at once if Auto is
+// set; they are delivered in the order they became ready.
+type Host struct {
+	Handlers    map[uint32]Handler
+	Auto        bool
+	MaxInFlight int // 0: no limit
+	Seq         int32
+
+	Submitted [][]byte // every payload submitted, with its provider prepended as one byte
+	Waits     int      // calls to Wait
+	Polls     int
+	Detached  int
+
+	held   []*event // submitted, not ready
+	ready  []*event // ready, not yet returned by Poll or Wait
+	popped map[uint32]*event
+	ids    map[uint32]bool // in flight or unread
+}
+
+type event struct {
+	id, provider uint32
+	out          []byte
+}
+
+// New returns a fake host with the given handlers, installed as hostcall.Host until the test's
+// cleanup runs.
+func New(t interface{ Cleanup(func()) }, handlers map[uint32]Handler) *Host {
+	h := &Host{Handlers: handlers, popped: map[uint32]*event{}, ids: map[uint32]bool{}}
+	hostcall.Reset()
+	hostcall.Host = h
+	t.Cleanup(func() {
+		hostcall.Host = nil
+		hostcall.Reset()
+	})
+	return h
+}
+
+// NextRequest starts a new request: everything in flight is dropped, as the real host does.
+func (h *Host) NextRequest() {
+	h.Seq++
+	h.held, h.ready = nil, nil
+	clear(h.popped)
+	clear(h.ids)
+}
+
+// Release makes every held completion ready, in submission order or reversed.
+func (h *Host) Release(reverse bool) {
+	if reverse {
+		for i := len(h.held) - 1; i >= 0; i-- {
+			h.ready = append(h.ready, h.held[i])
+		}
+	} else {
+		h.ready = append(h.ready, h.held...)
+	}
+	h.held = nil
+}
+
+func (h *Host) Submit(id, provider uint32, payload []byte) int32 {
+	handler := h.Handlers[provider]
+	if handler == nil {
+		return -int32(hostcall.CodeUnknownProvider)
+	}
+	if id != 0 {
+		if h.ids[id] {
+			return -int32(hostcall.CodeDuplicateEvent)
+		}
+		if h.MaxInFlight > 0 && len(h.ids) >= h.MaxInFlight {
+			return -int32(hostcall.CodeBusy)
+		}
+	}
+	h.Submitted = append(h.Submitted, append([]byte{byte(provider)}, payload...))
+	res, code, msg := handler(append([]byte(nil), payload...))
+	if id == 0 {
+		h.Detached++
+		return h.Seq
+	}
+	out := binary.LittleEndian.AppendUint32(nil, uint32(code))
+	if code == hostcall.CodeOK {
+		out = append(out, res...)
+	} else {
+		out = hostcall.AppendString(out, msg)
+		out = hostcall.AppendString(out, "e1d")
+	}
+	h.ids[id] = true
+	e := &event{id: id, provider: provider, out: out}
+	if h.Auto {
+		h.ready = append(h.ready, e)
+	} else {
+		h.held = append(h.held, e)
+	}
+	return h.Seq
+}
+
+func (h *Host) Poll() (uint32, uint32, int32) {
+	h.Polls++
+	if len(h.ready) == 0 {
+		return 0, 0, -int32(hostcall.CodeNotReady)
+	}
+	return h.pop()
+}
+
+func (h *Host) Wait() (uint32, uint32, int32) {
+	h.Waits++
+	if len(h.ready) == 0 && len(h.held) > 0 {
+		h.Release(false) // the fake's "time passes"
+	}
+	if len(h.ready) == 0 {
+		return 0, 0, -int32(hostcall.CodeNothingPending)
+	}
+	return h.pop()
+}
+
+func (h *Host) pop() (uint32, uint32, int32) {
+	e := h.ready[0]
+	h.ready = h.ready[1:]
+	h.popped[e.id] = e
+	return e.id, uint32(len(e.out)), int32(len(h.ready))
+}
+
+func (h *Host) Read(id, provider uint32, buf []byte) int32 {
+	e := h.popped[id]
+	switch {
+	case e == nil:
+		return -int32(hostcall.CodeUnknownEvent)
+	case e.provider != provider:
+		return -int32(hostcall.CodeInvalid)
+	case len(buf) < len(e.out):
+		return -int32(hostcall.CodeBadAddress)
+	}
+	copy(buf, e.out)
+	delete(h.popped, id)
+	delete(h.ids, id)
+	return 0
+}
+`},
+	{Path: "internal/hostcall/fakehost/vectors.go", Data: `//go:build !wasip1
+
+package fakehost
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+var update = flag.Bool("update-vectors", false, "rewrite sdk/go/internal/hostcall/testdata/vectors.json from the SDK's encoders")
+
+// Vector is one guest submission of the shared vectors file: the host's provider tests decode
+// each one and check its fields, so the SDK's encoders and the host's decoders cannot drift apart.
+type Vector struct {
+	Provider uint32 ` + "`" + `json:"provider"` + "`" + `
+	Payload  string ` + "`" + `json:"payload"` + "`" + ` // hex
+}
+
+// VectorsFile is the path of the shared vectors file.
+func VectorsFile() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "testdata", "vectors.json")
+}
+
+// CheckVector fails t unless the vector name holds provider and payload. With -update-vectors it
+// records them instead (run one package at a time: go test -p 1).
+func CheckVector(t testing.TB, name string, provider uint32, payload []byte) {
+	t.Helper()
+	vs := map[string]Vector{}
+	data, err := os.ReadFile(VectorsFile())
+	if err == nil {
+		err = json.Unmarshal(data, &vs)
+	}
+	if err != nil && !(*update && os.IsNotExist(err)) {
+		t.Fatalf("cannot read vectors: %v", err)
+	}
+	got := Vector{Provider: provider, Payload: hex.EncodeToString(payload)}
+	if *update {
+		vs[name] = got
+		out, err := json.MarshalIndent(vs, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(VectorsFile(), append(out, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if want, ok := vs[name]; !ok || want != got {
+		t.Errorf("vector %q: encoded %+v; the vectors file has %+v (rerun with -update-vectors if the encoding changed on purpose)", name, got, want)
+	}
+}
+`},
+	{Path: "internal/hostcall/hostcall.go", Data: `// Package hostcall is the guest side of the Wisp hostcall ring (docs/hostcalls.md): it submits
+// calls to the host's providers, and collects their completions for the futures waiting on them.
+//
+// A Call is a future: Start submits it and returns at once; Wait blocks until it has finished.
+// Waiting on one call collects every completion that is ready, whichever call it belongs to, so
+// waiting on several calls in turn costs about one wake-up for a burst of completions. A Go guest
+// runs on one thread and a hostcall blocks it, so nothing here needs a lock; calls from several
+// goroutines interleave only between hostcalls.
+//
+// Calls belong to the request that started them: once the host serves another request, Wait on
+// an older call fails with ErrRequestEnded.
+package hostcall
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Provider ids (docs/hostcalls.md).
+const (
+	ProviderLog   uint32 = 1
+	ProviderKV    uint32 = 2
+	ProviderFetch uint32 = 3
+	ProviderRPC   uint32 = 4
+)
+
+// Code is a hostcall result code (docs/hostcalls.md).
+type Code uint32
+
+// Codes the host returns, and codeNoHost, the guest's own for "not running inside Wisp".
+const (
+	CodeOK              Code = 0
+	CodeBadAddress      Code = 1
+	CodeUnknownProvider Code = 2
+	CodeUnknownEvent    Code = 3
+	CodeDuplicateEvent  Code = 4
+	CodeTooLarge        Code = 5
+	CodeBusy            Code = 6
+	CodeLimit           Code = 7
+	CodeNotReady        Code = 8
+	CodeNoRequest       Code = 9
+	CodeNothingPending  Code = 10
+	CodeCanceled        Code = 11
+	CodeInvalid         Code = 12
+	CodeDenied          Code = 13
+	CodeNotFound        Code = 14
+	CodeUnavailable     Code = 15
+	CodeTimeout         Code = 16
+	CodeDepth           Code = 17
+	CodeClosed          Code = 18
+
+	codeNoHost Code = 0xffff
+)
+
+var codeNames = [...]string{
+	"ok", "bad address", "unknown provider", "unknown event", "duplicate event", "too large",
+	"busy", "hostcall limit reached", "not ready", "no request", "nothing pending", "canceled",
+	"invalid", "denied", "not found", "unavailable", "timeout", "call depth limit reached",
+	"host closing",
+}
+
+// String returns a short description of c.
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	if c == codeNoHost {
+		return "not running inside Wisp"
+	}
+	return "code " + strconv.FormatUint(uint64(c), 10)
+}
+
+// Error is a failed hostcall: refused by the host (Message empty) or failed by its provider
+// (Message says why, ErrorID names the host's log line about it).
+type Error struct {
+	Code    Code
+	Message string
+	ErrorID string
+}
+
+func (e *Error) Error() string {
+	s := "wisp: " + e.Code.String()
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.ErrorID != "" {
+		s += " (error id " + e.ErrorID + ")"
+	}
+	return s
+}
+
+// Is reports whether target is the sentinel of e's code (an *Error with only Code set), so that
+// errors.Is(err, fetch.ErrDenied) works.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.ErrorID == "" && t.Code == e.Code
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrTooLarge    = &Error{Code: CodeTooLarge}
+	ErrBusy        = &Error{Code: CodeBusy}
+	ErrLimit       = &Error{Code: CodeLimit}
+	ErrCanceled    = &Error{Code: CodeCanceled}
+	ErrInvalid     = &Error{Code: CodeInvalid}
+	ErrDenied      = &Error{Code: CodeDenied}
+	ErrNotFound    = &Error{Code: CodeNotFound}
+	ErrUnavailable = &Error{Code: CodeUnavailable}
+	ErrTimeout     = &Error{Code: CodeTimeout}
+	ErrDepth       = &Error{Code: CodeDepth}
+	// ErrNoHost: the program is not running inside Wisp (it was not built with ` + "`" + `wisp build` + "`" + `,
+	// or runs outside GOOS=wasip1).
+	ErrNoHost = &Error{Code: codeNoHost, Message: "hostcalls work only inside Wisp: build the function with ` + "`" + `wisp build` + "`" + `"}
+)
+
+// ErrRequestEnded is returned by Wait on a call started by an earlier request of the instance.
+var ErrRequestEnded = errors.New("wisp: the call belongs to a request that has ended")
+
+func codeError(c Code) error {
+	if c == codeNoHost {
+		return ErrNoHost
+	}
+	return &Error{Code: c}
+}
+
+// Call is one hostcall: in flight until Wait returns.
+type Call struct {
+	id       uint32
+	provider uint32
+	done     bool
+	result   []byte
+	err      error
+}
+
+// Per-instance state; see the package comment for why there is no lock.
+var (
+	pending = map[uint32]*Call{} // calls in flight, by event id
+	nextID  uint32
+	seq     int32 = -1 // the host's sequence number of the request being served
+)
+
+// Start submits payload to provider and returns the call in flight. payload is copied by the
+// host before Start returns. If too many calls are in flight, Start first waits for one of them.
+// A refused call is returned finished, with its error.
+func Start(provider uint32, payload []byte) *Call {
+	c := &Call{provider: provider, id: newID()}
+	for {
+		r := submit(c.id, provider, payload)
+		if r >= 0 {
+			observe(r)
+			pending[c.id] = c
+			return c
+		}
+		if Code(-r) == CodeBusy && len(pending) > 0 {
+			waitOne()
+			continue
+		}
+		c.finish(nil, codeError(Code(-r)))
+		return c
+	}
+}
+
+// Send submits payload to provider as a detached call: the host serves it but sends no
+// completion, so there is nothing to wait for. An error says the host refused it (ErrBusy when
+// too many detached calls are queued).
+func Send(provider uint32, payload []byte) error {
+	r := submit(0, provider, payload)
+	if r < 0 {
+		return codeError(Code(-r))
+	}
+	observe(r)
+	return nil
+}
+
+// Wait blocks until c has finished and returns its result (which the caller owns) or its error.
+func (c *Call) Wait() ([]byte, error) {
+	for !c.done {
+		waitOne()
+	}
+	return c.result, c.err
+}
+
+// observe notes the host's request sequence number: a new one means every call still pending
+// belongs to an earlier request and will never complete.
+func observe(r int32) {
+	if r != seq {
+		failAll(ErrRequestEnded)
+		seq = r
+	}
+}
+
+// waitOne waits for one completion, then collects those the host says are ready as well.
+func waitOne() {
+	id, size, r := wait()
+	if r < 0 {
+		// Nothing the host holds will complete for us in this request (the deadline passed,
+		// or the pending calls belong to an earlier request).
+		err := codeError(Code(-r))
+		if Code(-r) == CodeNothingPending {
+			err = ErrRequestEnded
+		}
+		failAll(err)
+		return
+	}
+	deliver(id, size)
+	for more := r; more > 0; {
+		if id, size, more = poll(); more < 0 {
+			return
+		}
+		deliver(id, size)
+	}
+}
+
+func deliver(id, size uint32) {
+	c := pending[id]
+	if c == nil {
+		return // not ours to read; the host frees it when the request ends
+	}
+	delete(pending, id)
+	buf := make([]byte, size)
+	if r := read(id, c.provider, buf); r < 0 {
+		c.finish(nil, codeError(Code(-r)))
+		return
+	}
+	d := NewDecoder(buf)
+	code := Code(d.U32())
+	if code == CodeOK {
+		c.finish(buf[4:], nil)
+		return
+	}
+	e := &Error{Code: code, Message: d.Str(), ErrorID: d.Str()}
+	c.finish(nil, e)
+}
+
+func (c *Call) finish(result []byte, err error) {
+	c.done, c.result, c.err = true, result, err
+}
+
+func failAll(err error) {
+	for id, c := range pending {
+		c.finish(nil, err)
+		delete(pending, id)
+	}
+}
+
+func newID() uint32 {
+	for {
+		nextID++
+		if nextID == 0 {
+			continue
+		}
+		if _, taken := pending[nextID]; !taken {
+			return nextID
+		}
+	}
+}
+`},
+	{Path: "internal/hostcall/http.go", Data: `package hostcall
+
+import (
+	"io"
+
+	"github.com/wispfn/wisp/sdk/go/faas/http"
+	"github.com/wispfn/wisp/sdk/go/internal/body"
+)
+
+// AppendHeader appends h as a u32 count of entries, then name and value strs, one entry per
+// value (the encoding of fetch and rpc requests).
+func AppendHeader(dst []byte, h http.Header) []byte {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	dst = AppendU32(dst, uint32(n))
+	for k, vs := range h {
+		for _, v := range vs {
+			dst = AppendString(AppendString(dst, k), v)
+		}
+	}
+	return dst
+}
+
+// AppendBody appends b's unread bytes as a str, and closes b. A nil b is an empty body.
+func AppendBody(dst []byte, b http.Body) ([]byte, error) {
+	switch b := b.(type) {
+	case nil:
+		return AppendU32(dst, 0), nil
+	case *body.Bytes:
+		return AppendBytes(dst, b.Unread()), nil
+	default:
+		data, err := io.ReadAll(b)
+		b.Close()
+		if err != nil {
+			return dst, err
+		}
+		return AppendBytes(dst, data), nil
+	}
+}
+
+// DecodeResponse decodes an HTTP-shaped result (u32 status, headers, str body) into a Response
+// whose body reads the result in place.
+func DecodeResponse(result []byte) (*http.Response, error) {
+	d := NewDecoder(result)
+	status := int(d.U32())
+	n := d.Count(8)
+	h := make(http.Header, n)
+	for range n {
+		k := d.Str()
+		h.Add(k, d.Str())
+	}
+	b := d.Bytes()
+	if err := d.Err(); err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: body.New(b)}, nil
+}
+`},
+	{Path: "internal/hostcall/imports_other.go", Data: `//go:build !wasip1
+
+package hostcall
+
+// Host plays the host's four imports outside GOOS=wasip1, where there are none: tests of the SDK
+// set it to a fake. While it is nil, every hostcall fails with ErrNoHost.
+var Host interface {
+	Submit(eventID, provider uint32, payload []byte) int32
+	Poll() (eventID, size uint32, r int32)
+	Wait() (eventID, size uint32, r int32)
+	Read(eventID, provider uint32, buf []byte) int32
+}
+
+func submit(id, provider uint32, payload []byte) int32 {
+	if Host == nil {
+		return -int32(codeNoHost)
+	}
+	return Host.Submit(id, provider, payload)
+}
+
+func poll() (uint32, uint32, int32) {
+	if Host == nil {
+		return 0, 0, -int32(codeNoHost)
+	}
+	return Host.Poll()
+}
+
+func wait() (uint32, uint32, int32) {
+	if Host == nil {
+		return 0, 0, -int32(codeNoHost)
+	}
+	return Host.Wait()
+}
+
+func read(id, provider uint32, buf []byte) int32 {
+	if Host == nil {
+		return -int32(codeNoHost)
+	}
+	return Host.Read(id, provider, buf)
+}
+
+// Reset forgets every call in flight, for tests that replace Host.
+func Reset() {
+	clear(pending)
+	nextID, seq = 0, -1
+}
+`},
+	{Path: "internal/hostcall/imports_wasip1.go", Data: `//go:build wasip1
+
+package hostcall
+
+import "unsafe"
+
+//go:wasmimport wisp submit
+func wispSubmit(eventID, providerID uint32, data unsafe.Pointer, dataLen uint32) int32
+
+//go:wasmimport wisp poll
+func wispPoll(eventIDPtr, sizePtr unsafe.Pointer) int32
+
+//go:wasmimport wisp wait
+func wispWait(eventIDPtr, sizePtr unsafe.Pointer) int32
+
+//go:wasmimport wisp read
+func wispRead(eventID, providerID uint32, data unsafe.Pointer) int32
+
+// Where poll and wait write an event id and size. The guest has one thread.
+var outID, outSize uint32
+
+func submit(id, provider uint32, payload []byte) int32 {
+	return wispSubmit(id, provider, unsafe.Pointer(unsafe.SliceData(payload)), uint32(len(payload)))
+}
+
+func poll() (id, size uint32, r int32) {
+	r = wispPoll(unsafe.Pointer(&outID), unsafe.Pointer(&outSize))
+	return outID, outSize, r
+}
+
+func wait() (id, size uint32, r int32) {
+	r = wispWait(unsafe.Pointer(&outID), unsafe.Pointer(&outSize))
+	return outID, outSize, r
+}
+
+// read copies the result of id into buf, which holds at least the size poll or wait reported.
+func read(id, provider uint32, buf []byte) int32 {
+	return wispRead(id, provider, unsafe.Pointer(unsafe.SliceData(buf)))
+}
+`},
+	{Path: "internal/hostcall/wire.go", Data: `package hostcall
+
+import (
+	"errors"
+
+	"github.com/wispfn/wisp/sdk/go/internal/abi"
+)
+
+// Encoding helpers, re-exported so the faas packages need one import.
+var (
+	AppendU32    = abi.AppendU32
+	AppendString = abi.AppendString
+	AppendBytes  = abi.AppendBytes
+)
+
+// AppendU8 appends v.
+func AppendU8(dst []byte, v uint8) []byte { return append(dst, v) }
+
+// AppendU64 appends v, little-endian.
+func AppendU64(dst []byte, v uint64) []byte {
+	return abi.AppendU32(abi.AppendU32(dst, uint32(v)), uint32(v>>32))
+}
+
+// ErrMalformed is returned when a result from the host does not decode: a host bug.
+var ErrMalformed = errors.New("wisp: malformed hostcall result")
+
+// Decoder reads a result from the host; after the first problem every read returns zero values
+// and Err returns ErrMalformed.
+type Decoder struct {
+	b   []byte
+	off int
+	bad bool
+}
+
+// NewDecoder returns a Decoder reading b; byte slices it returns alias b.
+func NewDecoder(b []byte) Decoder { return Decoder{b: b} }
+
+// U8 reads a byte.
+func (d *Decoder) U8() uint8 {
+	if d.bad || len(d.b)-d.off < 1 {
+		d.bad = true
+		return 0
+	}
+	d.off++
+	return d.b[d.off-1]
+}
+
+// U32 reads a little-endian u32.
+func (d *Decoder) U32() uint32 {
+	if d.bad || len(d.b)-d.off < 4 {
+		d.bad = true
+		return 0
+	}
+	b := d.b[d.off : d.off+4]
+	d.off += 4
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// Bytes reads a str, aliasing the result, capacity clipped.
+func (d *Decoder) Bytes() []byte {
+	n := d.U32()
+	if d.bad || uint64(n) > uint64(len(d.b)-d.off) {
+		d.bad = true
+		return nil
+	}
+	end := d.off + int(n)
+	s := d.b[d.off:end:end]
+	d.off = end
+	return s
+}
+
+// Str reads a str as a string.
+func (d *Decoder) Str() string { return string(d.Bytes()) }
+
+// Count reads a count of entries of at least minSize bytes each; a count that cannot fit is a
+// problem.
+func (d *Decoder) Count(minSize int) int {
+	n := d.U32()
+	if d.bad || uint64(n) > uint64((len(d.b)-d.off)/minSize) {
+		d.bad = true
+		return 0
+	}
+	return int(n)
+}
+
+// Err returns ErrMalformed if a read failed or bytes are left over, else nil.
+func (d *Decoder) Err() error {
+	if d.bad || d.off != len(d.b) {
+		return ErrMalformed
+	}
+	return nil
+}
 `},
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/ring"
+	"github.com/wispfn/wisp/ring/internal/vectors"
 	"github.com/wispfn/wisp/ring/internal/wire"
 )
 
@@ -369,4 +370,13 @@ func BenchmarkSixteenSlowFetches(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+}
+
+func TestSDKVectors(t *testing.T) {
+	vs := vectors.Load(t, ring.ProviderFetch)
+	got, err := Decode(vs["fetch put with header and timeout"])
+	if err != nil || got.Method != "PUT" || got.URL != "https://api.example/v1?q=1" || got.Header.Get("Content-Type") != "text/plain" ||
+		len(got.Header) != 1 || string(got.Body) != "body" || got.Timeout != 1500*time.Millisecond {
+		t.Errorf("decoded %+v, %v", got, err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/ring"
+	"github.com/wispfn/wisp/ring/internal/vectors"
 	"github.com/wispfn/wisp/ring/internal/wire"
 )
 
@@ -388,5 +389,22 @@ func BenchmarkGet(b *testing.B) {
 			b.Fatal(ring.Code(-r))
 		}
 		in.Read(1, ring.ProviderKV, buf)
+	}
+}
+
+func TestSDKVectors(t *testing.T) {
+	vs := vectors.Load(t, ring.ProviderKV)
+	for name, want := range map[string]Request{
+		"kv get":          {Op: OpGet, Key: "user.42"},
+		"kv put with ttl": {Op: OpPut, Key: "user.42", Value: []byte("v"), TTL: 90 * time.Second},
+		"kv put forever":  {Op: OpPut, Key: "k", Value: []byte{}},
+		"kv delete":       {Op: OpDelete, Key: "user.42"},
+		"kv list":         {Op: OpList, Key: "user.", Limit: 10},
+	} {
+		got, err := Decode(vs[name], 1<<20)
+		if err != nil || got.Op != want.Op || got.Key != want.Key || string(got.Value) != string(want.Value) ||
+			got.TTL != want.TTL || got.Limit != want.Limit {
+			t.Errorf("%s: decoded %+v, %v; want %+v", name, got, err, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/ring"
+	"github.com/wispfn/wisp/ring/internal/vectors"
 	"github.com/wispfn/wisp/ring/internal/wire"
 )
 
@@ -214,6 +215,22 @@ func TestThroughRing(t *testing.T) {
 		}
 		if l.Message != want || l.Function != "hello" || l.Stream != "log" || l.Time.IsZero() {
 			t.Fatalf("line %d = %+v; want %q from hello", i, l, want)
+		}
+	}
+}
+
+func TestSDKVectors(t *testing.T) {
+	vs := vectors.Load(t, ring.ProviderLog)
+	for name, want := range map[string]Line{
+		"log info": {Level: slog.LevelInfo, Message: "hello"},
+		"log warn": {Level: slog.LevelWarn, Message: "careful", Fields: []Field{{"k", "v"}}},
+		"log error with fields": {Level: slog.LevelError, Message: "boom", Fields: []Field{
+			{"n", "42"}, {"ok", "true"}, {"f", "1.5"}, {"err", "e"}, {"s", "str"}, {"b", "x"}, {"nil", "<nil>"}}},
+		"log debug with a bad key": {Level: slog.LevelDebug, Message: "odd", Fields: []Field{{"!BADKEY", "7"}, {"!BADKEY", "lonely"}}},
+	} {
+		got, err := Decode(vs[name])
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded %+v, %v; want %+v", name, got, err, want)
 		}
 	}
 }

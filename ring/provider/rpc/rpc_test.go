@@ -12,6 +12,7 @@ import (
 
 	"github.com/wispfn/wisp/pool/abi"
 	"github.com/wispfn/wisp/ring"
+	"github.com/wispfn/wisp/ring/internal/vectors"
 	"github.com/wispfn/wisp/ring/internal/wire"
 )
 
@@ -205,4 +206,14 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode accepted %+v", r)
 		}
 	})
+}
+
+func TestSDKVectors(t *testing.T) {
+	vs := vectors.Load(t, ring.ProviderRPC)
+	got, err := Decode(vs["rpc post with header"])
+	if err != nil || got.Function != "users" || string(got.Method) != "POST" || string(got.URI) != "/users/42?full=1" ||
+		len(got.Headers) != 1 || string(got.Headers[0].Name) != "Accept" || string(got.Headers[0].Value) != "application/json" ||
+		string(got.Body) != "x" {
+		t.Errorf("decoded %+v, %v", got, err)
+	}
 }
