@@ -325,7 +325,11 @@ svg text{font:11px system-ui,sans-serif;fill:#333}
 		var curves []curve
 		for _, t := range r.Targets {
 			if o := t.Open(rate.Percent); o != nil && len(o.Latency.Curve) > 0 {
-				curves = append(curves, curve{name: t.Name, points: o.Latency.Curve})
+				c := curve{name: t.Name, points: o.Latency.Curve}
+				if saturated(o) != "" {
+					c.mark = "*"
+				}
+				curves = append(curves, c)
 			}
 		}
 		b.WriteString(percentileSVG(curves))
@@ -432,6 +436,7 @@ func (r *Report) throughputSVG() string {
 
 type curve struct {
 	name   string
+	mark   string // "*": the target could not keep up with the rate
 	points []loadtest.Point
 }
 
@@ -507,6 +512,7 @@ func percentileSVG(curves []curve) string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", xx, marginT+innerH+16, t.label)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">percentile</text>`+"\n", marginL+innerW/2, plotH-4)
+	marked := false
 	for i, c := range curves {
 		var pts []string
 		for _, p := range c.points {
@@ -515,7 +521,11 @@ func percentileSVG(curves []curve) string {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", color(c.name), strings.Join(pts, " "))
 		ly := marginT + 14 + i*18
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="3"/>`, plotW-marginR+14, plotW-marginR+34, ly-4, ly-4, color(c.name))
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", plotW-marginR+40, ly, html.EscapeString(c.name))
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", plotW-marginR+40, ly, html.EscapeString(c.name+c.mark))
+		marked = marked || c.mark != ""
+	}
+	if marked {
+		fmt.Fprintf(&b, `<text x="%d" y="%d">* could not keep up</text>`+"\n", plotW-marginR+14, marginT+14+len(curves)*18+6)
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
