@@ -19,9 +19,10 @@ import (
 	"github.com/wispfn/wisp/ring/internal/wire"
 )
 
-// memKV is an in-memory KV. It is a fake, used only because the node's Local Cache and Global
-// KV (kv/) are not merged yet; it keeps the contract the provider relies on: namespaces are
-// disjoint, a ttl expires a key, GetMany answers keys in order with Revision 0 for a miss.
+// memKV is an in-memory KV, a fake that can be made slow or failing at will, for the tests of
+// batching and failures. It keeps the contract the provider relies on: namespaces are disjoint,
+// a ttl expires a key, GetMany answers keys in order with Revision 0 for a miss. The real store
+// (Local Cache over the Global KV on embedded NATS) is exercised in stores_test.go.
 type memKV struct {
 	mu       sync.Mutex
 	rev      uint64
