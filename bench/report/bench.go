@@ -100,12 +100,34 @@ func (b *bencher) config(s *server, rate float64) loadtest.Config {
 }
 
 // load runs one scenario against s and measures what else used the CPUs
-// meanwhile.
+// meanwhile. When other processes used more than busyMachine cores, it runs
+// the scenario again, up to Options.Retries times, and keeps the quietest
+// attempt.
 func (b *bencher) load(ctx context.Context, s *server, kind string, percent int, rate float64) (*Scenario, error) {
 	what := kind + " loop"
 	if rate > 0 {
 		what = fmt.Sprintf("open loop at %.0f req/s (%d%%)", rate, percent)
 	}
+	var best *Scenario
+	for attempt := 1; attempt <= 1+b.o.Retries; attempt++ {
+		sc, err := b.loadOnce(ctx, s, kind, percent, rate, what)
+		if err != nil {
+			return sc, err
+		}
+		sc.Attempts = attempt
+		if best == nil || sc.OtherCores < best.OtherCores {
+			best = sc
+		}
+		if sc.OtherCores <= busyMachine || attempt > b.o.Retries || ctx.Err() != nil {
+			break
+		}
+		b.o.logf("%s: %s: other processes used %.2f cores; again", s.t.Name, what, sc.OtherCores)
+	}
+	best.Attempts = max(best.Attempts, 1)
+	return best, nil
+}
+
+func (b *bencher) loadOnce(ctx context.Context, s *server, kind string, percent int, rate float64, what string) (*Scenario, error) {
 	b.o.logf("%s: %s…", s.t.Name, what)
 	busy0, okBusy := busyCPU()
 	srv0, okSrv := s.cpu()

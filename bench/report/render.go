@@ -270,7 +270,8 @@ func (r *Report) noisy() []string {
 				if sc.Kind == "open" {
 					what = fmt.Sprintf("open loop at %d%%", sc.Percent)
 				}
-				out = append(out, fmt.Sprintf("%s %s: other processes used %.2f cores meanwhile; its numbers are noisy", t.Name, what, sc.OtherCores))
+				out = append(out, fmt.Sprintf("%s %s: other processes used %.2f cores meanwhile (best of %d attempts); its numbers are noisy",
+					t.Name, what, sc.OtherCores, max(sc.Attempts, 1)))
 			}
 		}
 	}

@@ -59,7 +59,11 @@ type Options struct {
 	ClosedConnections int
 	OpenConnections   int
 	Client            string // loadtest client (default loadtest.DefaultClient)
-	BusyPoll          bool   // loadtest.Config.BusyPoll, when pinned
+	// Retries is how many times a scenario runs again when other processes
+	// used the CPUs meanwhile (default 1, quick 2; -1 for none); the
+	// quietest attempt is kept.
+	Retries  int
+	BusyPoll bool // loadtest.Config.BusyPoll, when pinned
 
 	// NoPin runs servers and generator on any CPU, even where taskset could
 	// split them.
@@ -111,6 +115,14 @@ func (o *Options) defaults() {
 	}
 	if o.OpenDuration == 0 {
 		o.OpenDuration = quick(10*time.Second, 3*time.Second)
+	}
+	switch {
+	case o.Retries == 0 && o.Quick:
+		o.Retries = 2
+	case o.Retries == 0:
+		o.Retries = 1
+	case o.Retries < 0:
+		o.Retries = 0
 	}
 	if o.ClosedConnections == 0 {
 		o.ClosedConnections = 32
@@ -199,6 +211,8 @@ type Scenario struct {
 	// of the machine's, generator excluded: what else ran during the test.
 	ServerCores float64 `json:"server_cores"`
 	OtherCores  float64 `json:"other_cores"`
+	// Attempts is how many times the scenario ran to find a quiet moment.
+	Attempts int `json:"attempts"`
 }
 
 // Cold is the cold-start scenario's result.

@@ -40,6 +40,7 @@ func quickOptions(t *testing.T) Options {
 		Warmup:         100 * time.Millisecond,
 		ClosedDuration: 400 * time.Millisecond,
 		OpenDuration:   400 * time.Millisecond,
+		Retries:        -1,
 		WorkDir:        t.TempDir(),
 	}
 }

@@ -44,6 +44,7 @@ func main() {
 	flag.DurationVar(&o.MicroTimeout, "micro-timeout", 4*time.Minute, "time limit of all microbenchmarks together")
 	flag.StringVar(&o.Client, "client", "", "load generator client: epoll, netconn or hertz (default: "+loadtest.DefaultClient+")")
 	flag.BoolVar(&o.BusyPoll, "busy-poll", false, "generator spins instead of sleeping (only when pinned); exact on an otherwise idle machine, worse on a shared one")
+	flag.IntVar(&o.Retries, "retries", 0, "runs of a scenario again while other processes use the CPUs (default 1, quick 2; -1 for none)")
 	flag.BoolVar(&o.NoPin, "no-pin", false, "do not pin servers and generator to separate CPUs")
 	flag.DurationVar(&o.ClosedDuration, "closed", 0, "closed-loop run length (default 10s, quick 3s)")
 	flag.DurationVar(&o.OpenDuration, "open", 0, "open-loop run length per rate (default 10s, quick 3s)")
