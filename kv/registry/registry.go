@@ -10,6 +10,15 @@
 // Deploy writes the version record before it moves fn.NAME, so whatever a reader finds under
 // fn.NAME is complete. Function names are validated (ValidName) so that a name can never reach
 // outside its own keys.
+//
+// Versions are immutable. Rollback makes an earlier version current again by deploying a copy
+// of it as a new version (Function.RollbackOf says which), so the current version number only
+// ever grows, a rollback shows in Versions like any deploy, and watchers see it as one.
+//
+// In an edge region (see kv/natsnode) the metadata bucket is a mirror of the home region's:
+// Get, Version, Versions, List and Watch read the mirror, and may lag the home region by the
+// mirror's delay; Deploy, Rollback and Delete read and write the home region's bucket, and
+// PutCode and Code use the home region's code store, so they fail while it is unreachable.
 package registry
 
 import (
@@ -24,11 +33,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wispfn/wisp/kv/internal/kvwatch"
 	"github.com/wispfn/wisp/kv/natsnode"
 )
 
@@ -88,27 +99,39 @@ type Function struct {
 	Env map[string]string `json:"env,omitempty"`
 	// WarmUp asks for one synthetic request before the function's snapshot is taken.
 	WarmUp bool `json:"warmup,omitempty"`
-	// Created is when Deploy stored this version (UTC).
+	// Created is when Deploy or Rollback stored this version (UTC).
 	Created time.Time `json:"created"`
+	// RollbackOf is the version this one is a copy of when Rollback created it, 0 when
+	// Deploy did.
+	RollbackOf uint64 `json:"rollback_of,omitempty"`
 }
 
-// Event is one change seen by Watch.
+// Event is one message of Watch.
 type Event struct {
-	// Name is the function that changed.
+	// Name is the function that changed; "" in the Ready event.
 	Name string
-	// Function is the function's new current version, or nil when it was deleted.
+	// Function is the function's new current version, or nil when it was deleted (and in
+	// the Ready event).
 	Function *Function
+	// Ready marks the one event that follows the initial state: every function that existed
+	// when Watch began has been reported. A gateway can build its routing table from the
+	// events before it and serve from it from then on.
+	Ready bool
 }
 
 // Registry stores functions and code. It is safe for concurrent use, by any number of
 // processes sharing the same NATS JetStream. It needs no closing: it lives as long as the
 // natsnode.Node it was opened on.
 type Registry struct {
-	meta    jetstream.KeyValue
-	code    jetstream.ObjectStore
+	node    *natsnode.Node
+	bucket  *natsnode.Bucket
+	meta    jetstream.KeyValue // reads: the bucket, or its mirror in an edge region
 	enc     *zstd.Encoder
 	dec     *zstd.Decoder
 	maxCode int64
+
+	codeMu sync.Mutex
+	code   jetstream.ObjectStore // opened on first use in an edge region
 }
 
 // Option changes a default of Open.
@@ -130,19 +153,30 @@ func WithMaxCodeBytes(n int64) Option {
 
 // Open opens the registry on n, creating its metadata bucket and code store (one replica,
 // file storage) if they do not exist yet. Opening an existing registry changes nothing in it.
+//
+// In an edge region, Open opens the local mirror of the metadata bucket (creating it, and
+// the origin if need be, which takes the home region); the code store is the home region's,
+// opened on first use.
 func Open(ctx context.Context, n *natsnode.Node, opts ...Option) (*Registry, error) {
 	c := config{maxCode: DefaultMaxCodeBytes}
 	for _, o := range opts {
 		o(&c)
 	}
-	js := n.JetStream()
-	meta, err := openKV(ctx, js)
+	b, err := n.OpenKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      metaBucket,
+		Description: "Wisp functions: fn.NAME current version, ver.NAME.N all versions",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    1,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot open function bucket %q: %w", metaBucket, err)
 	}
-	code, err := openObjects(ctx, js)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open code store %q: %w", codeBucket, err)
+	r := &Registry{node: n, bucket: b, meta: b.Read, maxCode: c.maxCode}
+	if !n.Edge() {
+		if _, err := r.codeStore(ctx); err != nil {
+			return nil, err
+		}
 	}
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
@@ -152,25 +186,35 @@ func Open(ctx context.Context, n *natsnode.Node, opts ...Option) (*Registry, err
 	if err != nil {
 		return nil, fmt.Errorf("cannot create zstd decoder: %w", err)
 	}
-	return &Registry{meta: meta, code: code, enc: enc, dec: dec, maxCode: c.maxCode}, nil
+	r.enc, r.dec = enc, dec
+	return r, nil
 }
 
-func openKV(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, metaBucket)
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return kv, err
+// codeStore returns the code store, opening it (in the home region's JetStream) on first use.
+func (r *Registry) codeStore(ctx context.Context) (jetstream.ObjectStore, error) {
+	r.codeMu.Lock()
+	defer r.codeMu.Unlock()
+	if r.code != nil {
+		return r.code, nil
 	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      metaBucket,
-		Description: "Wisp functions: fn.NAME current version, ver.NAME.N all versions",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    1,
-	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		return js.KeyValue(ctx, metaBucket) // created concurrently
+	code, err := openObjects(ctx, r.node.HomeJetStream())
+	if err != nil {
+		if r.node.Edge() {
+			return nil, fmt.Errorf("cannot open code store %q of home region %q: %w", codeBucket, r.node.Home(), err)
+		}
+		return nil, fmt.Errorf("cannot open code store %q: %w", codeBucket, err)
 	}
-	return kv, err
+	r.code = code
+	return code, nil
+}
+
+// origin returns the metadata bucket that takes writes: the home region's.
+func (r *Registry) origin(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := r.bucket.Origin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open function bucket %q: %w", metaBucket, err)
+	}
+	return kv, nil
 }
 
 func openObjects(ctx context.Context, js jetstream.JetStream) (jetstream.ObjectStore, error) {
@@ -230,7 +274,11 @@ func (r *Registry) PutCode(ctx context.Context, wasm []byte) (string, error) {
 	}
 	sum := sha256.Sum256(wasm)
 	digest := hex.EncodeToString(sum[:])
-	if _, err := r.code.GetInfo(ctx, digest); err == nil {
+	code, err := r.codeStore(ctx)
+	if err != nil {
+		return "", err
+	}
+	if _, err := code.GetInfo(ctx, digest); err == nil {
 		return digest, nil
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return "", fmt.Errorf("cannot look up code %s: %w", digest, err)
@@ -240,7 +288,7 @@ func (r *Registry) PutCode(ctx context.Context, wasm []byte) (string, error) {
 		Name:     digest,
 		Metadata: map[string]string{"encoding": "zstd", "size": strconv.Itoa(len(wasm))},
 	}
-	if _, err := r.code.Put(ctx, meta, bytes.NewReader(packed)); err != nil {
+	if _, err := code.Put(ctx, meta, bytes.NewReader(packed)); err != nil {
 		return "", fmt.Errorf("cannot store code %s (%d bytes, %d compressed): %w", digest, len(wasm), len(packed), err)
 	}
 	return digest, nil
@@ -253,7 +301,11 @@ func (r *Registry) Code(ctx context.Context, digest string) ([]byte, error) {
 	if err := validDigest(digest); err != nil {
 		return nil, err
 	}
-	packed, err := r.code.GetBytes(ctx, digest)
+	code, err := r.codeStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	packed, err := code.GetBytes(ctx, digest)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("cannot get code %s: %w", digest, ErrNotFound)
 	}
@@ -276,7 +328,11 @@ func (r *Registry) Code(ctx context.Context, digest string) ([]byte, error) {
 // codeSize returns the uncompressed size of stored code, or an ErrInvalid error naming the
 // digest if there is no such code.
 func (r *Registry) codeSize(ctx context.Context, digest string) (int64, error) {
-	info, err := r.code.GetInfo(ctx, digest)
+	code, err := r.codeStore(ctx)
+	if err != nil {
+		return 0, err
+	}
+	info, err := code.GetInfo(ctx, digest)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return 0, fmt.Errorf("%w digest %s: no such code; store it with PutCode first", ErrInvalid, digest)
 	}
@@ -314,8 +370,8 @@ func validate(f *Function) error {
 
 // Deploy stores f as a new version of f.Name and makes it current. It sets Version (the
 // current version plus one, or 1 for a new name), Size (from the code store) and Created,
-// and returns the stored record; f.Version, f.Size and f.Created are ignored. The code must
-// have been stored with PutCode.
+// and returns the stored record; f.Version, f.Size, f.Created and f.RollbackOf are ignored.
+// The code must have been stored with PutCode.
 //
 // Concurrent deploys of one name, from any process, always get distinct versions, and the
 // current version only ever moves forward: if a deploy finishes after a later one has become
@@ -332,26 +388,39 @@ func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 		return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
 	}
 	f.Size = size
-	f.Created = time.Now().UTC()
-
-	cur, rev, err := r.current(ctx, f.Name)
+	f.RollbackOf = 0
+	origin, err := r.origin(ctx)
+	if err != nil {
+		return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
+	}
+	cur, rev, err := current(ctx, origin, f.Name)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
 	}
+	return r.publish(ctx, origin, f, cur.Version, rev, "deploy")
+}
+
+// publish stores f as the next free version after cur (read at revision rev, 0 if there is no
+// current version) and makes it current, as Deploy documents.
+func (r *Registry) publish(ctx context.Context, origin jetstream.KeyValue, f Function, cur, rev uint64, what string) (Function, error) {
+	f.Created = time.Now().UTC()
 
 	// Claim the next free version number by creating its record: Create fails if the key
 	// exists, so two deploys can never write the same version.
-	var verRev uint64
-	var rec []byte
-	for v, attempt := cur.Version+1, 0; ; v, attempt = v+1, attempt+1 {
+	var (
+		verRev uint64
+		rec    []byte
+		err    error
+	)
+	for v, attempt := cur+1, 0; ; v, attempt = v+1, attempt+1 {
 		if attempt == maxAttempts {
-			return Function{}, fmt.Errorf("cannot deploy function %q: %w: versions %d to %d taken by concurrent deploys", f.Name, ErrConflict, cur.Version+1, v-1)
+			return Function{}, fmt.Errorf("cannot %s function %q: %w: versions %d to %d taken by concurrent deploys", what, f.Name, ErrConflict, cur+1, v-1)
 		}
 		f.Version = v
 		if rec, err = json.Marshal(f); err != nil {
 			return Function{}, fmt.Errorf("cannot encode function %q: %w", f.Name, err)
 		}
-		verRev, err = r.meta.Create(ctx, versionKey(f.Name, v), rec)
+		verRev, err = origin.Create(ctx, versionKey(f.Name, v), rec)
 		if err == nil {
 			break
 		}
@@ -363,12 +432,12 @@ func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 	// Move the current pointer forward with compare-and-set on the revision it was read at.
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
-			return Function{}, fmt.Errorf("cannot deploy function %q version %d: %w: current version kept changing", f.Name, f.Version, ErrConflict)
+			return Function{}, fmt.Errorf("cannot %s function %q version %d: %w: current version kept changing", what, f.Name, f.Version, ErrConflict)
 		}
 		if rev == 0 {
-			_, err = r.meta.Create(ctx, currentKey(f.Name), rec)
+			_, err = origin.Create(ctx, currentKey(f.Name), rec)
 		} else {
-			_, err = r.meta.Update(ctx, currentKey(f.Name), rec, rev)
+			_, err = origin.Update(ctx, currentKey(f.Name), rec, rev)
 		}
 		if err == nil {
 			return f, nil
@@ -376,15 +445,16 @@ func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 		if !isCASFailure(err) {
 			return Function{}, fmt.Errorf("cannot make function %q version %d current: %w", f.Name, f.Version, err)
 		}
-		cur, rev, err = r.current(ctx, f.Name)
+		var now Function
+		now, rev, err = current(ctx, origin, f.Name)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			// It existed when our compare-and-set failed and is gone now: deleted under us.
-			_ = r.meta.Purge(ctx, versionKey(f.Name, f.Version), jetstream.LastRevision(verRev))
-			return Function{}, fmt.Errorf("cannot deploy function %q: %w: it was deleted during the deploy", f.Name, ErrConflict)
+			_ = origin.Purge(ctx, versionKey(f.Name, f.Version), jetstream.LastRevision(verRev))
+			return Function{}, fmt.Errorf("cannot %s function %q: %w: it was deleted during the %s", what, f.Name, ErrConflict, what)
 		case err != nil:
-			return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
-		case cur.Version >= f.Version:
+			return Function{}, fmt.Errorf("cannot %s function %q: %w", what, f.Name, err)
+		case now.Version >= f.Version:
 			return f, nil // a later deploy is already current
 		}
 	}
@@ -394,9 +464,9 @@ func isCASFailure(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
-// current reads the current record of name and the revision it was read at.
-func (r *Registry) current(ctx context.Context, name string) (Function, uint64, error) {
-	e, err := r.meta.Get(ctx, currentKey(name))
+// current reads the current record of name from kv and the revision it was read at.
+func current(ctx context.Context, kv jetstream.KeyValue, name string) (Function, uint64, error) {
+	e, err := kv.Get(ctx, currentKey(name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Function{}, 0, fmt.Errorf("function %q: %w", name, ErrNotFound)
 	}
@@ -420,7 +490,7 @@ func (r *Registry) Get(ctx context.Context, name string) (Function, error) {
 	if err := ValidName(name); err != nil {
 		return Function{}, fmt.Errorf("cannot get function: %w", err)
 	}
-	f, _, err := r.current(ctx, name)
+	f, _, err := current(ctx, r.meta, name)
 	if err != nil {
 		return Function{}, fmt.Errorf("cannot get function %q: %w", name, unwrapNotFound(err))
 	}
@@ -440,7 +510,11 @@ func (r *Registry) Version(ctx context.Context, name string, v uint64) (Function
 	if err := ValidName(name); err != nil {
 		return Function{}, fmt.Errorf("cannot get function: %w", err)
 	}
-	e, err := r.meta.Get(ctx, versionKey(name, v))
+	return version(ctx, r.meta, name, v)
+}
+
+func version(ctx context.Context, kv jetstream.KeyValue, name string, v uint64) (Function, error) {
+	e, err := kv.Get(ctx, versionKey(name, v))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Function{}, fmt.Errorf("cannot get function %q version %d: %w", name, v, ErrNotFound)
 	}
@@ -450,9 +524,84 @@ func (r *Registry) Version(ctx context.Context, name string, v uint64) (Function
 	return decode(e)
 }
 
+// Versions returns every stored version of the function name, oldest first, or ErrNotFound
+// if it has none. The current one is Get's; the others are what Rollback can go back to.
+func (r *Registry) Versions(ctx context.Context, name string) ([]Function, error) {
+	if err := ValidName(name); err != nil {
+		return nil, fmt.Errorf("cannot list versions: %w", err)
+	}
+	fns, err := versions(ctx, r.meta, name)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list versions of function %q: %w", name, err)
+	}
+	if len(fns) == 0 {
+		return nil, fmt.Errorf("cannot list versions of function %q: %w", name, ErrNotFound)
+	}
+	return fns, nil
+}
+
+func versions(ctx context.Context, kv jetstream.KeyValue, name string) ([]Function, error) {
+	entries, err := scan(ctx, kv, "ver."+name+".*")
+	if err != nil {
+		return nil, err
+	}
+	fns := make([]Function, 0, len(entries))
+	for _, e := range entries {
+		f, err := decode(e)
+		if err != nil {
+			return nil, err
+		}
+		fns = append(fns, f)
+	}
+	sort.Slice(fns, func(i, j int) bool { return fns[i].Version < fns[j].Version })
+	return fns, nil
+}
+
+// Rollback makes version v of the function name current again, by deploying a copy of it as
+// a new version with RollbackOf set to v, and returns the new current record. v = 0 means
+// the version before the current one: the highest version below it. Rollback returns
+// ErrNotFound if the function or the version does not exist, and ErrInvalid if v is already
+// current or there is no earlier version. It races with Deploy as two deploys do.
+func (r *Registry) Rollback(ctx context.Context, name string, v uint64) (Function, error) {
+	if err := ValidName(name); err != nil {
+		return Function{}, fmt.Errorf("cannot roll back: %w", err)
+	}
+	origin, err := r.origin(ctx)
+	if err != nil {
+		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
+	}
+	cur, rev, err := current(ctx, origin, name)
+	if err != nil {
+		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, unwrapNotFound(err))
+	}
+	if v == 0 {
+		all, err := versions(ctx, origin, name)
+		if err != nil {
+			return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
+		}
+		for _, f := range all {
+			if f.Version < cur.Version {
+				v = f.Version
+			}
+		}
+		if v == 0 {
+			return Function{}, fmt.Errorf("cannot roll back function %q: %w: version %d is its first", name, ErrInvalid, cur.Version)
+		}
+	}
+	if v == cur.Version {
+		return Function{}, fmt.Errorf("cannot roll back function %q to version %d: %w: it is the current version", name, v, ErrInvalid)
+	}
+	f, err := version(ctx, origin, name, v)
+	if err != nil {
+		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
+	}
+	f.RollbackOf = v
+	return r.publish(ctx, origin, f, cur.Version, rev, "roll back")
+}
+
 // List returns the current version of every function, sorted by name.
 func (r *Registry) List(ctx context.Context) ([]Function, error) {
-	entries, err := r.scan(ctx, "fn.*")
+	entries, err := scan(ctx, r.meta, "fn.*")
 	if err != nil {
 		return nil, fmt.Errorf("cannot list functions: %w", err)
 	}
@@ -468,9 +617,9 @@ func (r *Registry) List(ctx context.Context) ([]Function, error) {
 	return fns, nil
 }
 
-// scan returns the live entries whose keys match pattern, as of the call.
-func (r *Registry) scan(ctx context.Context, pattern string) ([]jetstream.KeyValueEntry, error) {
-	w, err := r.meta.Watch(ctx, pattern, jetstream.IgnoreDeletes())
+// scan returns the live entries of kv whose keys match pattern, as of the call.
+func scan(ctx context.Context, kv jetstream.KeyValue, pattern string) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.Watch(ctx, pattern, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, err
 	}
@@ -507,16 +656,20 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := ValidName(name); err != nil {
 		return fmt.Errorf("cannot delete function: %w", err)
 	}
+	origin, err := r.origin(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot delete function %q: %w", name, err)
+	}
 	var rev uint64
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
 			return fmt.Errorf("cannot delete function %q: %w: it kept changing", name, ErrConflict)
 		}
-		_, curRev, err := r.current(ctx, name)
+		_, curRev, err := current(ctx, origin, name)
 		if err != nil {
 			return fmt.Errorf("cannot delete function %q: %w", name, unwrapNotFound(err))
 		}
-		err = r.meta.Purge(ctx, currentKey(name), jetstream.LastRevision(curRev))
+		err = origin.Purge(ctx, currentKey(name), jetstream.LastRevision(curRev))
 		if err == nil {
 			rev = curRev
 			break
@@ -527,15 +680,15 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	// Versions written after rev belong to deploys that started after this delete (or that
 	// raced with it and will fail with ErrConflict): leave them alone.
-	versions, err := r.scan(ctx, "ver."+name+".*")
+	entries, err := scan(ctx, origin, "ver."+name+".*")
 	if err != nil {
 		return fmt.Errorf("cannot list versions of deleted function %q: %w", name, err)
 	}
-	for _, e := range versions {
+	for _, e := range entries {
 		if e.Revision() > rev {
 			continue
 		}
-		err := r.meta.Purge(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+		err := origin.Purge(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
 		if err != nil && !isCASFailure(err) {
 			return fmt.Errorf("cannot delete %s of deleted function %q: %w", e.Key(), name, err)
 		}
@@ -543,55 +696,82 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Watch reports changes to the current versions of all functions: first one event per
-// existing function (the state at the call), then every deploy and delete as it happens.
-// The channel is closed when ctx ends or the connection to NATS is closed; the caller must
-// keep receiving until then. A deploy that does not become current (see Deploy) is not
-// reported.
+// Watch reports the current versions of all functions and their changes: first one event per
+// existing function (the state at the call), then one Ready event, then every deploy,
+// rollback and delete as it happens. A deploy that does not become current (see Deploy) is
+// not reported.
+//
+// When the connection to NATS is lost and comes back, Watch reads the whole state again and
+// reports only the differences (functions deployed, rolled back or deleted meanwhile), so
+// that a watcher never misses a change and never needs to start over.
+//
+// The channel is closed when ctx ends or the node the registry was opened on closes; the
+// caller must keep receiving until then.
 func (r *Registry) Watch(ctx context.Context) (<-chan Event, error) {
-	w, err := r.meta.Watch(ctx, "fn.*")
-	if err != nil {
+	out := make(chan Event, 64)
+	send := func(ev Event) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-r.node.Done():
+			return false
+		}
+	}
+	var (
+		known   = map[string]Function{} // as last reported
+		initial = true                  // receiving a state, not changes
+		ready   bool                    // Ready was sent
+		seen    map[string]bool         // functions in the state read again after a restart
+	)
+	deliver := func(u kvwatch.Update) bool {
+		switch u.Kind {
+		case kvwatch.Reset:
+			initial, seen = true, map[string]bool{}
+			return true
+		case kvwatch.Ready:
+			initial = false
+			for name := range known {
+				if seen != nil && !seen[name] { // deleted while the watch was down
+					delete(known, name)
+					if !send(Event{Name: name}) {
+						return false
+					}
+				}
+			}
+			seen = nil
+			if !ready {
+				ready = true
+				return send(Event{Ready: true})
+			}
+			return true
+		}
+		e := u.Entry
+		name := strings.TrimPrefix(e.Key(), "fn.")
+		if e.Operation() != jetstream.KeyValuePut {
+			if initial {
+				return true // a function deleted before the watch (re)started
+			}
+			delete(known, name)
+			return send(Event{Name: name})
+		}
+		f, err := decode(e)
+		if err != nil {
+			return true // not written by Deploy; nothing a watcher could use
+		}
+		if seen != nil {
+			seen[name] = true
+		}
+		if k, ok := known[name]; ok && k.Version == f.Version && k.Created.Equal(f.Created) {
+			return true // unchanged across a restart
+		}
+		known[name] = f
+		return send(Event{Name: name, Function: &f})
+	}
+	o := kvwatch.Options{Filters: []string{"fn.*"}}
+	if err := kvwatch.Start(ctx, r.node, r.meta, o, deliver, func() { close(out) }); err != nil {
 		return nil, fmt.Errorf("cannot watch functions: %w", err)
 	}
-	out := make(chan Event, 64)
-	go func() {
-		defer close(out)
-		defer stopWatch(w)
-		initial := true
-		for {
-			var e jetstream.KeyValueEntry
-			var ok bool
-			select {
-			case e, ok = <-w.Updates():
-				if !ok {
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-			if e == nil {
-				initial = false
-				continue
-			}
-			ev := Event{Name: strings.TrimPrefix(e.Key(), "fn.")}
-			switch e.Operation() {
-			case jetstream.KeyValuePut:
-				f, err := decode(e)
-				if err != nil {
-					continue // not written by Deploy; nothing a watcher could use
-				}
-				ev.Function = &f
-			default:
-				if initial {
-					continue // a function deleted before the watch began
-				}
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 	return out, nil
 }

@@ -512,6 +512,9 @@ func TestWatch(t *testing.T) {
 	if ev := next(t, ch); ev.Name != "before" || ev.Function == nil || ev.Function.Version != 1 {
 		t.Fatalf("first event %+v; want the existing function before@1", ev)
 	}
+	if ev := next(t, ch); !ev.Ready || ev.Name != "" || ev.Function != nil {
+		t.Fatalf("second event %+v; want Ready", ev)
+	}
 
 	deploy(t, r, Function{Name: "after", Digest: digest, Route: "/after"})
 	if ev := next(t, ch); ev.Name != "after" || ev.Function == nil || ev.Function.Route != "/after" {
@@ -760,6 +763,9 @@ func TestExternalNodeSeesRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if ev := next(t, ch); !ev.Ready {
+		t.Fatalf("external watch got %+v; want Ready for the empty registry", ev)
+	}
 	wasm := module(4, 5000)
 	digest := putCode(t, r1, wasm)
 	deploy(t, r1, Function{Name: "shared", Digest: digest})
