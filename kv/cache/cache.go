@@ -94,11 +94,11 @@ type Cache struct {
 	entries *otter.Cache[string, *item]
 	seed    maphash.Seed
 	stripes [stripes]stripe
-	live    atomic.Bool   // the watch is up: fills may be kept
-	seen    atomic.Uint64 // changes received from the watch, for tests
+	live    atomic.Bool // the watch is up: fills may be kept
 
 	set                                 *metrics.Set
 	hits, misses, invalidations, resets *metrics.Counter
+	changes                             *metrics.Counter
 	sizeEvictions, expiryEvictions      *metrics.Counter
 	cancel                              context.CancelFunc
 	done                                chan struct{}
@@ -113,6 +113,7 @@ type Cache struct {
 //	wisp_kv_cache_evictions_total{namespace="…",cause="size"}     entries evicted to stay under MaxBytes
 //	wisp_kv_cache_evictions_total{namespace="…",cause="expired"}  entries dropped after TTL
 //	wisp_kv_cache_invalidations_total{namespace="…"} entries dropped because their key changed
+//	wisp_kv_cache_changes_total{namespace="…"}       changes to the namespace received from the watch
 //	wisp_kv_cache_resets_total{namespace="…"}        times the watch started over and every entry was dropped
 //	wisp_kv_cache_bytes{namespace="…"}               memory of the entries, counted as for MaxBytes
 //	wisp_kv_cache_entries{namespace="…"}             number of entries
@@ -147,6 +148,7 @@ func New(s store.Store, o Options) (*Cache, error) {
 	c.sizeEvictions = c.set.NewCounter(fmt.Sprintf(`wisp_kv_cache_evictions_total{namespace=%q,cause="size"}`, ns))
 	c.expiryEvictions = c.set.NewCounter(fmt.Sprintf(`wisp_kv_cache_evictions_total{namespace=%q,cause="expired"}`, ns))
 	c.invalidations = c.set.NewCounter(fmt.Sprintf(`wisp_kv_cache_invalidations_total{namespace=%q}`, ns))
+	c.changes = c.set.NewCounter(fmt.Sprintf(`wisp_kv_cache_changes_total{namespace=%q}`, ns))
 	c.resets = c.set.NewCounter(fmt.Sprintf(`wisp_kv_cache_resets_total{namespace=%q}`, ns))
 	entries, err := otter.New(&otter.Options[string, *item]{
 		MaximumWeight:    uint64(o.MaxBytes),
@@ -196,7 +198,7 @@ func (c *Cache) follow(events <-chan store.Event) {
 		switch ev.Op {
 		case store.OpPut, store.OpDelete:
 			c.invalidate(ev.Key)
-			c.seen.Add(1)
+			c.changes.Inc()
 		case store.OpReady:
 			c.live.Store(true)
 		case store.OpReset:

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -275,9 +274,9 @@ func TestChangeDuringReadIsNotCached(t *testing.T) {
 			got <- string(e.Value)
 		}()
 		<-g.reading // the read has the old value
-		seen := c.seen.Load()
+		changes := c.changes.Get()
 		put(t, s, tt.key, tt.after)
-		for c.seen.Load() == seen { // the cache has applied the change
+		for c.changes.Get() == changes { // the cache has applied the change
 			time.Sleep(time.Millisecond)
 		}
 		close(g.release)
@@ -389,6 +388,7 @@ func TestMetrics(t *testing.T) {
 		`wisp_kv_cache_evictions_total{namespace="metered",cause="size"} 0`,
 		`wisp_kv_cache_evictions_total{namespace="metered",cause="expired"} 0`,
 		`wisp_kv_cache_invalidations_total{namespace="metered"} 0`,
+		`wisp_kv_cache_changes_total{namespace="metered"} 0`,
 		`wisp_kv_cache_resets_total{namespace="metered"} 0`,
 		`wisp_kv_cache_entries{namespace="metered"} 1`,
 		`wisp_kv_cache_bytes{namespace="metered"} 98`,
@@ -436,12 +436,14 @@ func TestHammer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 2))
-			for {
+			for i := 0; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
-					runtime.Gosched() // leave the writers some of the machine
+				}
+				if i%16 == 0 {
+					time.Sleep(time.Microsecond) // leave the writers some of the machine
 				}
 				k := keys[rng.IntN(len(keys))]
 				if rng.IntN(4) == 0 {
