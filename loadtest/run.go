@@ -28,10 +28,11 @@ const maxBacklog = 1 << 16
 // flight), once Requests have completed, or once ctx is done; in the last
 // case the Result holds what was measured until then, along with ctx.Err().
 //
-// In open loop one pacer hands arrivals, 1/Rate apart, to whichever
-// connection is free; when none is, arrivals queue and their latency counts
-// the wait. Connections should therefore exceed Rate times the expected
-// latency: Result.Lag shows when they do not.
+// In open loop arrivals come 1/Rate apart and go to whichever connection
+// is free (ClientEpoll: each event loop paces its share of the rate over
+// its share of the connections); when none is, arrivals queue and their
+// latency counts the wait. Connections should therefore exceed Rate times
+// the expected latency: Result.Lag shows when they do not.
 //
 // Run may be called concurrently; each call uses its own connections.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
