@@ -371,7 +371,7 @@ func connect(ctx context.Context, o Options) (*Node, error) {
 			nats.Timeout(2*time.Second),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(reconnectWait),
-			nats.ReconnectHandler(func(*nats.Conn) { n.onReconnect(o.Logf) }),
+			nats.ReconnectHandler(func(nc *nats.Conn) { n.onReconnect(nc, o.Logf) }),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				if o.Logf != nil && err != nil {
 					o.Logf("nats: disconnected from %q: %v; reconnecting", o.URL, err)
@@ -408,9 +408,9 @@ func connect(ctx context.Context, o Options) (*Node, error) {
 const reconnectWait = time.Second
 
 // onReconnect wakes everything waiting on Reconnected.
-func (n *Node) onReconnect(logf func(string, ...any)) {
+func (n *Node) onReconnect(nc *nats.Conn, logf func(string, ...any)) {
 	if logf != nil {
-		logf("nats: reconnected to %s", n.nc.ConnectedUrlRedacted())
+		logf("nats: reconnected to %s", nc.ConnectedUrlRedacted())
 	}
 	n.mu.Lock()
 	close(n.reconnected)
