@@ -109,8 +109,9 @@ type Store interface {
 	// Get returns the key's current value, or ErrNotFound.
 	Get(ctx context.Context, key string) (Entry, error)
 
-	// GetMany returns the current values of keys, in one round trip to NATS for up to
-	// getManyBatch keys: result i is keys[i]'s, with Revision 0 if it does not exist.
+	// GetMany returns the current values of keys, in one round trip to NATS per 256 keys,
+	// each batch read at one point of the namespace's history: result i is keys[i]'s, with
+	// Revision 0 if it does not exist.
 	GetMany(ctx context.Context, keys []string) ([]Entry, error)
 
 	// Put writes the key and returns the revision of the write. A ttl above zero deletes
