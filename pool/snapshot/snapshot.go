@@ -6,7 +6,9 @@
 // A restored instance is the rewritten module (Snapshot.Module) instantiated
 // with its linear memory set to the image (Snapshot.Memory), normally through
 // a copy-on-write mapping (pool/cowmem), and configured by
-// Snapshot.ModuleConfig. See RATIONALE.md for the decisions behind it.
+// Snapshot.ModuleConfig. InstrumentInterrupt, another rewrite, gives a guest
+// a flag that stops a running call. See RATIONALE.md for the decisions
+// behind them.
 package snapshot
 
 import (
@@ -30,7 +32,8 @@ import (
 // reads data segments (memory.init, data.drop) or changes tables (table.set,
 // table.grow, table.fill, table.copy, table.init), or an instruction the
 // scanner does not know. Such a module can still run, initialized at each
-// instantiation.
+// instantiation. InstrumentInterrupt wraps it too, for the modules it
+// cannot instrument.
 var ErrUnsupported = errors.New("unsupported by snapshots")
 
 // ErrNotReactor is wrapped by the error of Take for a module that does not
