@@ -30,7 +30,7 @@ type Instance struct {
 	detached    atomic.Int32        // detached calls not finished by their provider
 
 	// Guest goroutine only.
-	rc        requestContext
+	ctx       context.Context // the request's, from Begin to End; handed to every Call
 	active    bool
 	closed    bool
 	gen       uint32           // request generation; Calls of older generations are stale
@@ -43,23 +43,22 @@ type Instance struct {
 
 // NewInstance returns the ring state of a new wasm instance of f.
 func (f *Function) NewInstance() *Instance {
-	in := &Instance{fn: f, lim: f.limits}
-	in.rc.Context = endedContext
-	in.rc.in = in
-	return in
+	return &Instance{fn: f, lim: f.limits}
 }
 
-// Begin starts a request on the instance and returns the context to pass to the guest call
-// (wazero hands it to the host functions, which find the instance in it). The returned context
-// is ctx with the instance attached; it is valid until End and allocates nothing. The calls the
-// guest submits carry ctx itself: they end with it.
+// Begin starts a request on the instance and returns the context to pass to the guest calls of
+// the request (wazero hands it to the host functions, which find the instance in it): ctx with
+// the instance attached, one small allocation. The calls the guest submits carry ctx itself: they
+// end with it.
 func (in *Instance) Begin(ctx context.Context) context.Context {
 	if in.active {
 		in.End()
 	}
 	in.active = !in.closed
-	in.rc.Context = ctx
-	return &in.rc
+	in.ctx = ctx
+	// A new context per request, never a reused one: wazero reads the context of a call from a
+	// goroutine of its own that may run after the call has returned.
+	return &requestContext{Context: ctx, in: in, gen: in.gen}
 }
 
 // End finishes the request: completions the guest did not read are freed, calls still at their
@@ -69,7 +68,7 @@ func (in *Instance) End() {
 		return
 	}
 	in.active = false
-	in.rc.Context = endedContext
+	in.ctx = nil
 	in.gen++
 	if in.woke && in.sinceWake > 0 {
 		completionsPerWakeup.Update(float64(in.sinceWake))
@@ -154,7 +153,7 @@ func (in *Instance) Submit(eventID, provider uint32, payload []byte) int32 {
 		}
 	}
 	c := callPool.Get().(*Call)
-	c.in, c.fn, c.ctx = in, in.fn, in.rc.Context
+	c.in, c.fn, c.ctx = in, in.fn, in.ctx
 	c.gen, c.id, c.provider = in.gen, eventID, provider
 	c.payload = append(c.payload[:0], payload...)
 	if eventID != 0 {
@@ -254,7 +253,7 @@ func (in *Instance) Wait() (eventID, size uint32, ret int32) {
 		}
 		select {
 		case <-in.bell:
-		case <-in.rc.Context.Done():
+		case <-in.ctx.Done():
 			in.parked.Store(false)
 			return 0, 0, refuse(CodeCanceled)
 		}

@@ -391,34 +391,33 @@ func (f *Function) String() string { return f.name }
 // instanceKey is the context key under which a requestContext finds its Instance.
 type instanceKey struct{}
 
-// requestContext is the context an Instance hands out for a request: the request's context plus
-// the instance, without allocating per request. It is valid from Begin to End.
+// requestContext is the context an Instance hands out for one request: the request's context
+// plus the instance and the request's generation.
 type requestContext struct {
 	context.Context
-	in *Instance
+	in  *Instance
+	gen uint32
 }
 
 // Value implements context.Context.
 func (r *requestContext) Value(key any) any {
 	if key == (instanceKey{}) {
-		return r.in
+		return r
 	}
 	return r.Context.Value(key)
 }
 
-// endedContext replaces a request's context after End, so a leftover reference sees a canceled
-// context rather than the next request's.
-var endedContext = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
-
-// instanceFrom returns the instance serving the request of ctx, or nil.
+// instanceFrom returns the instance serving the request of ctx, or nil if ctx is no request's
+// (guest initialization, a warm-up without hostcalls) or a request that has ended.
 func instanceFrom(ctx context.Context) *Instance {
-	if r, ok := ctx.(*requestContext); ok {
-		return r.in
+	r, ok := ctx.(*requestContext)
+	if !ok {
+		if r, ok = ctx.Value(instanceKey{}).(*requestContext); !ok {
+			return nil
+		}
 	}
-	in, _ := ctx.Value(instanceKey{}).(*Instance)
-	return in
+	if !r.in.active || r.gen != r.in.gen {
+		return nil
+	}
+	return r.in
 }
