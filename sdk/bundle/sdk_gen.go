@@ -567,8 +567,25 @@ func start(b []byte) *hostcall.Call {
 	return hostcall.Start(hostcall.ProviderKV, b)
 }
 
-// Get returns key's value and true, or false if the key does not exist.
-func Get(key string) (value []byte, ok bool, err error) { return StartGet(key).Wait() }
+// do is start, waiting for the result, which is valid until the next hostcall.
+func do(b []byte) ([]byte, error) {
+	buf = b
+	return hostcall.Do(hostcall.ProviderKV, b)
+}
+
+// Get returns key's value and true, or false if the key does not exist. The caller owns value.
+func Get(key string) (value []byte, ok bool, err error) {
+	b := hostcall.AppendU8(buf[:0], opGet)
+	res, err := do(hostcall.AppendString(b, key))
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok, err := decodeGet(res)
+	if !ok {
+		return nil, ok, err
+	}
+	return append([]byte(nil), v...), true, nil
+}
 
 // GetFuture is a get in flight.
 type GetFuture struct{ c *hostcall.Call }
@@ -585,6 +602,11 @@ func (f *GetFuture) Wait() (value []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	return decodeGet(res)
+}
+
+// decodeGet decodes a get's result: u8 found, str value. value aliases res.
+func decodeGet(res []byte) (value []byte, ok bool, err error) {
 	d := hostcall.NewDecoder(res)
 	found := d.U8() == 1
 	v := d.Bytes()
@@ -599,18 +621,29 @@ func (f *GetFuture) Wait() (value []byte, ok bool, err error) {
 
 // Put writes key. A ttl of at least a second deletes the key that long after this write (the
 // store counts whole seconds); zero keeps it until deleted.
-func Put(key string, value []byte, ttl time.Duration) error { return StartPut(key, value, ttl).Wait() }
+func Put(key string, value []byte, ttl time.Duration) error {
+	_, err := do(encodePut(key, value, ttl))
+	return err
+}
 
 // StartPut starts a put.
 func StartPut(key string, value []byte, ttl time.Duration) *Future {
+	return &Future{c: start(encodePut(key, value, ttl))}
+}
+
+func encodePut(key string, value []byte, ttl time.Duration) []byte {
 	b := hostcall.AppendU8(buf[:0], opPut)
 	b = hostcall.AppendString(b, key)
 	b = hostcall.AppendBytes(b, value)
-	return &Future{c: start(hostcall.AppendU64(b, uint64(max(ttl, 0)/time.Millisecond)))}
+	return hostcall.AppendU64(b, uint64(max(ttl, 0)/time.Millisecond))
 }
 
 // Delete deletes key; deleting a key that does not exist succeeds.
-func Delete(key string) error { return StartDelete(key).Wait() }
+func Delete(key string) error {
+	b := hostcall.AppendU8(buf[:0], opDelete)
+	_, err := do(hostcall.AppendString(b, key))
+	return err
+}
 
 // StartDelete starts a delete.
 func StartDelete(key string) *Future {
@@ -734,7 +767,9 @@ func Error(msg string, args ...any) { send(LevelError, msg, args) }
 
 // Log writes a line and waits until the host has taken it into the function's log stream.
 func Log(level Level, msg string, args ...any) error {
-	return Start(level, msg, args...).Wait()
+	buf = encode(buf[:0], level, msg, args)
+	_, err := hostcall.Do(hostcall.ProviderLog, buf)
+	return err
 }
 
 // Future is a line on its way to the log stream.
@@ -763,7 +798,7 @@ func send(level Level, msg string, args []any) {
 	err := hostcall.Send(hostcall.ProviderLog, buf)
 	if err == hostcall.ErrBusy {
 		// Too many of our lines are queued: wait behind them rather than drop this one.
-		_, err = hostcall.Start(hostcall.ProviderLog, buf).Wait()
+		_, err = hostcall.Do(hostcall.ProviderLog, buf)
 	}
 	switch {
 	case err == nil:
@@ -1679,29 +1714,59 @@ type Call struct {
 
 // Per-instance state; see the package comment for why there is no lock.
 var (
-	pending = map[uint32]*Call{} // calls in flight, by event id
+	pending = map[uint32]*Call{} // futures in flight, by event id
 	nextID  uint32
 	seq     int32 = -1 // the host's sequence number of the request being served
+
+	// blocking is the call of Do, reused: a Do ends before anything else can start, since the
+	// guest has one thread and does not yield inside Do. Its result is read into scratch.
+	blocking   Call
+	inBlocking bool
+	scratch    []byte
 )
+
+// Do submits payload to provider and waits for the result. The result is valid only until the
+// next hostcall: copy what you keep. Do allocates nothing once scratch has grown.
+func Do(provider uint32, payload []byte) ([]byte, error) {
+	c := &blocking
+	*c = Call{provider: provider, id: newID()}
+	if !c.submit(payload) {
+		return nil, c.err
+	}
+	inBlocking = true
+	for !c.done {
+		waitOne()
+	}
+	inBlocking = false
+	return c.result, c.err
+}
 
 // Start submits payload to provider and returns the call in flight. payload is copied by the
 // host before Start returns. If too many calls are in flight, Start first waits for one of them.
 // A refused call is returned finished, with its error.
 func Start(provider uint32, payload []byte) *Call {
 	c := &Call{provider: provider, id: newID()}
+	if c.submit(payload) {
+		pending[c.id] = c
+	}
+	return c
+}
+
+// submit submits c, waiting for futures while the host is full, and reports whether c is in
+// flight; if not, c is finished with the host's refusal.
+func (c *Call) submit(payload []byte) bool {
 	for {
-		r := submit(c.id, provider, payload)
+		r := submit(c.id, c.provider, payload)
 		if r >= 0 {
 			observe(r)
-			pending[c.id] = c
-			return c
+			return true
 		}
 		if Code(-r) == CodeBusy && len(pending) > 0 {
 			waitOne()
 			continue
 		}
 		c.finish(nil, codeError(Code(-r)))
-		return c
+		return false
 	}
 }
 
@@ -1757,12 +1822,20 @@ func waitOne() {
 }
 
 func deliver(id, size uint32) {
-	c := pending[id]
-	if c == nil {
-		return // not ours to read; the host frees it when the request ends
+	var buf []byte
+	c := &blocking
+	if inBlocking && id == c.id {
+		if cap(scratch) < int(size) {
+			scratch = make([]byte, size)
+		}
+		buf = scratch[:size]
+	} else {
+		if c = pending[id]; c == nil {
+			return // not ours to read; the host frees it when the request ends
+		}
+		delete(pending, id)
+		buf = make([]byte, size)
 	}
-	delete(pending, id)
-	buf := make([]byte, size)
 	if r := read(id, c.provider, buf); r < 0 {
 		c.finish(nil, codeError(Code(-r)))
 		return
@@ -1786,6 +1859,9 @@ func failAll(err error) {
 		c.finish(nil, err)
 		delete(pending, id)
 	}
+	if inBlocking && !blocking.done {
+		blocking.finish(nil, err)
+	}
 }
 
 func newID() uint32 {
@@ -1794,7 +1870,7 @@ func newID() uint32 {
 		if nextID == 0 {
 			continue
 		}
-		if _, taken := pending[nextID]; !taken {
+		if _, taken := pending[nextID]; !taken && (!inBlocking || nextID != blocking.id) {
 			return nextID
 		}
 	}
@@ -1905,6 +1981,7 @@ func read(id, provider uint32, buf []byte) int32 {
 func Reset() {
 	clear(pending)
 	nextID, seq = 0, -1
+	blocking, inBlocking = Call{}, false
 }
 `},
 	{Path: "internal/hostcall/imports_wasip1.go", Data: `//go:build wasip1

@@ -46,8 +46,25 @@ func start(b []byte) *hostcall.Call {
 	return hostcall.Start(hostcall.ProviderKV, b)
 }
 
-// Get returns key's value and true, or false if the key does not exist.
-func Get(key string) (value []byte, ok bool, err error) { return StartGet(key).Wait() }
+// do is start, waiting for the result, which is valid until the next hostcall.
+func do(b []byte) ([]byte, error) {
+	buf = b
+	return hostcall.Do(hostcall.ProviderKV, b)
+}
+
+// Get returns key's value and true, or false if the key does not exist. The caller owns value.
+func Get(key string) (value []byte, ok bool, err error) {
+	b := hostcall.AppendU8(buf[:0], opGet)
+	res, err := do(hostcall.AppendString(b, key))
+	if err != nil {
+		return nil, false, err
+	}
+	v, ok, err := decodeGet(res)
+	if !ok {
+		return nil, ok, err
+	}
+	return append([]byte(nil), v...), true, nil
+}
 
 // GetFuture is a get in flight.
 type GetFuture struct{ c *hostcall.Call }
@@ -64,6 +81,11 @@ func (f *GetFuture) Wait() (value []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
+	return decodeGet(res)
+}
+
+// decodeGet decodes a get's result: u8 found, str value. value aliases res.
+func decodeGet(res []byte) (value []byte, ok bool, err error) {
 	d := hostcall.NewDecoder(res)
 	found := d.U8() == 1
 	v := d.Bytes()
@@ -78,18 +100,29 @@ func (f *GetFuture) Wait() (value []byte, ok bool, err error) {
 
 // Put writes key. A ttl of at least a second deletes the key that long after this write (the
 // store counts whole seconds); zero keeps it until deleted.
-func Put(key string, value []byte, ttl time.Duration) error { return StartPut(key, value, ttl).Wait() }
+func Put(key string, value []byte, ttl time.Duration) error {
+	_, err := do(encodePut(key, value, ttl))
+	return err
+}
 
 // StartPut starts a put.
 func StartPut(key string, value []byte, ttl time.Duration) *Future {
+	return &Future{c: start(encodePut(key, value, ttl))}
+}
+
+func encodePut(key string, value []byte, ttl time.Duration) []byte {
 	b := hostcall.AppendU8(buf[:0], opPut)
 	b = hostcall.AppendString(b, key)
 	b = hostcall.AppendBytes(b, value)
-	return &Future{c: start(hostcall.AppendU64(b, uint64(max(ttl, 0)/time.Millisecond)))}
+	return hostcall.AppendU64(b, uint64(max(ttl, 0)/time.Millisecond))
 }
 
 // Delete deletes key; deleting a key that does not exist succeeds.
-func Delete(key string) error { return StartDelete(key).Wait() }
+func Delete(key string) error {
+	b := hostcall.AppendU8(buf[:0], opDelete)
+	_, err := do(hostcall.AppendString(b, key))
+	return err
+}
 
 // StartDelete starts a delete.
 func StartDelete(key string) *Future {

@@ -71,7 +71,9 @@ func Error(msg string, args ...any) { send(LevelError, msg, args) }
 
 // Log writes a line and waits until the host has taken it into the function's log stream.
 func Log(level Level, msg string, args ...any) error {
-	return Start(level, msg, args...).Wait()
+	buf = encode(buf[:0], level, msg, args)
+	_, err := hostcall.Do(hostcall.ProviderLog, buf)
+	return err
 }
 
 // Future is a line on its way to the log stream.
@@ -100,7 +102,7 @@ func send(level Level, msg string, args []any) {
 	err := hostcall.Send(hostcall.ProviderLog, buf)
 	if err == hostcall.ErrBusy {
 		// Too many of our lines are queued: wait behind them rather than drop this one.
-		_, err = hostcall.Start(hostcall.ProviderLog, buf).Wait()
+		_, err = hostcall.Do(hostcall.ProviderLog, buf)
 	}
 	switch {
 	case err == nil:

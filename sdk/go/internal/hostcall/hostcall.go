@@ -134,29 +134,59 @@ type Call struct {
 
 // Per-instance state; see the package comment for why there is no lock.
 var (
-	pending = map[uint32]*Call{} // calls in flight, by event id
+	pending = map[uint32]*Call{} // futures in flight, by event id
 	nextID  uint32
 	seq     int32 = -1 // the host's sequence number of the request being served
+
+	// blocking is the call of Do, reused: a Do ends before anything else can start, since the
+	// guest has one thread and does not yield inside Do. Its result is read into scratch.
+	blocking   Call
+	inBlocking bool
+	scratch    []byte
 )
+
+// Do submits payload to provider and waits for the result. The result is valid only until the
+// next hostcall: copy what you keep. Do allocates nothing once scratch has grown.
+func Do(provider uint32, payload []byte) ([]byte, error) {
+	c := &blocking
+	*c = Call{provider: provider, id: newID()}
+	if !c.submit(payload) {
+		return nil, c.err
+	}
+	inBlocking = true
+	for !c.done {
+		waitOne()
+	}
+	inBlocking = false
+	return c.result, c.err
+}
 
 // Start submits payload to provider and returns the call in flight. payload is copied by the
 // host before Start returns. If too many calls are in flight, Start first waits for one of them.
 // A refused call is returned finished, with its error.
 func Start(provider uint32, payload []byte) *Call {
 	c := &Call{provider: provider, id: newID()}
+	if c.submit(payload) {
+		pending[c.id] = c
+	}
+	return c
+}
+
+// submit submits c, waiting for futures while the host is full, and reports whether c is in
+// flight; if not, c is finished with the host's refusal.
+func (c *Call) submit(payload []byte) bool {
 	for {
-		r := submit(c.id, provider, payload)
+		r := submit(c.id, c.provider, payload)
 		if r >= 0 {
 			observe(r)
-			pending[c.id] = c
-			return c
+			return true
 		}
 		if Code(-r) == CodeBusy && len(pending) > 0 {
 			waitOne()
 			continue
 		}
 		c.finish(nil, codeError(Code(-r)))
-		return c
+		return false
 	}
 }
 
@@ -212,12 +242,20 @@ func waitOne() {
 }
 
 func deliver(id, size uint32) {
-	c := pending[id]
-	if c == nil {
-		return // not ours to read; the host frees it when the request ends
+	var buf []byte
+	c := &blocking
+	if inBlocking && id == c.id {
+		if cap(scratch) < int(size) {
+			scratch = make([]byte, size)
+		}
+		buf = scratch[:size]
+	} else {
+		if c = pending[id]; c == nil {
+			return // not ours to read; the host frees it when the request ends
+		}
+		delete(pending, id)
+		buf = make([]byte, size)
 	}
-	delete(pending, id)
-	buf := make([]byte, size)
 	if r := read(id, c.provider, buf); r < 0 {
 		c.finish(nil, codeError(Code(-r)))
 		return
@@ -241,6 +279,9 @@ func failAll(err error) {
 		c.finish(nil, err)
 		delete(pending, id)
 	}
+	if inBlocking && !blocking.done {
+		blocking.finish(nil, err)
+	}
 }
 
 func newID() uint32 {
@@ -249,7 +290,7 @@ func newID() uint32 {
 		if nextID == 0 {
 			continue
 		}
-		if _, taken := pending[nextID]; !taken {
+		if _, taken := pending[nextID]; !taken && (!inBlocking || nextID != blocking.id) {
 			return nextID
 		}
 	}

@@ -144,3 +144,40 @@ func TestDecoder(t *testing.T) {
 		t.Error("a count past the end was accepted")
 	}
 }
+
+// TestDoAmongFutures runs a blocking call while futures are in flight: completions of the
+// futures that arrive first are kept for them, and Do returns its own result.
+func TestDoAmongFutures(t *testing.T) {
+	h := echoHost(t)
+	a := hostcall.Start(echo, []byte("a"))
+	b := hostcall.Start(echo, []byte("b"))
+	h.Release(true) // b, a become ready before Do's own completion
+	res, err := hostcall.Do(echo, []byte("do"))
+	if err != nil || string(res) != "do" {
+		t.Fatalf("Do = %q %v", res, err)
+	}
+	for name, f := range map[string]*hostcall.Call{"a": a, "b": b} {
+		if res, err := f.Wait(); err != nil || string(res) != name {
+			t.Errorf("%s = %q %v", name, res, err)
+		}
+	}
+	if _, err := hostcall.Do(echo, []byte("fail")); !errors.Is(err, hostcall.ErrDenied) {
+		t.Errorf("failing Do: %v", err)
+	}
+	if _, err := hostcall.Do(77, nil); err == nil {
+		t.Error("Do to an unknown provider succeeded")
+	}
+}
+
+func TestDoAllocations(t *testing.T) {
+	h := echoHost(t)
+	h.Auto = true
+	payload := []byte("x")
+	hostcall.Do(echo, payload)
+	// The fake host allocates for its own bookkeeping; compare with the future form.
+	do := testing.AllocsPerRun(100, func() { hostcall.Do(echo, payload) })
+	future := testing.AllocsPerRun(100, func() { hostcall.Start(echo, payload).Wait() })
+	if do >= future {
+		t.Errorf("Do made %v allocations, Start and Wait %v; want Do to make fewer", do, future)
+	}
+}

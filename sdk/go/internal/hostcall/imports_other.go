@@ -43,4 +43,5 @@ func read(id, provider uint32, buf []byte) int32 {
 func Reset() {
 	clear(pending)
 	nextID, seq = 0, -1
+	blocking, inBlocking = Call{}, false
 }
