@@ -46,7 +46,7 @@ func barrier(n int) *httptest.Server {
 func TestFetchcount(t *testing.T) {
 	n := newNode(t, nodeConfig{fetch: ringfetch.Config{AllowLoopback: true}})
 	f := n.deploy("fetchcount", buildtest.Wasm(t, "fetchcount"), ring.FunctionConfig{
-		Namespace: "fetchcount-e2e",
+		Namespace: fmt.Sprintf("fetchcount-%d", time.Now().UnixNano()), // a fresh count on every run
 		Fetch:     ring.FetchPolicy{Allow: []string{"127.0.0.1"}},
 	})
 	lines, cancel := n.logs.Subscribe("fetchcount")
