@@ -321,7 +321,9 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 			if fn := mod.ExportedFunction(name); fn != nil {
 				f.startDeadline(in)
 				_, err := fn.Call(ctx)
-				in.deadline.Store(0)
+				if in.intr != nil {
+					in.deadline.Swap(0)
+				}
 				if err != nil || in.interrupted.Load() {
 					f.rt.running.remove(in)
 					_ = mod.Close(ctx)
@@ -424,7 +426,9 @@ func (f *Function) discard(in *instance) {
 	}
 	go func() {
 		_ = in.mod.Close(context.Background())
-		f.rt.releaseCode(f.code)
+		if f.rt.releaseCode(f.code) {
+			f.rt.evictOverBudget()
+		}
 		f.finishIfDone()
 	}()
 	f.stats.liveInstances.Add(-1)
@@ -504,7 +508,11 @@ func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Resp
 	start := time.Now()
 	f.startDeadline(in)
 	err = f.call(ctx, in, req, resp)
-	in.deadline.Store(0)
+	if in.intr != nil && in.deadline.Swap(0) == 0 && err == nil {
+		// The sweeper claimed the deadline as the call returned: the flag is set, so the
+		// instance cannot be reused.
+		err = f.fault(FaultTimeout, fmt.Sprintf("deadline of %v exceeded", f.limits.Timeout))
+	}
 	if err != nil {
 		f.discard(in)
 		return err

@@ -36,7 +36,7 @@ func (s *runningSet) remove(in *instance) {
 }
 
 // interruptOverdue sets the interrupt flag of every instance whose call is past its deadline; the
-// guest traps at its next loop iteration or call. It runs until ctx ends.
+// guest traps within 1,024 loop iterations or calls (pool/snapshot.InstrumentInterrupt). It runs until ctx ends.
 func (r *Runtime) interruptOverdue(ctx context.Context) {
 	defer close(r.sweeperDone)
 	tick := time.NewTicker(sweepInterval)
@@ -50,7 +50,9 @@ func (r *Runtime) interruptOverdue(ctx context.Context) {
 		now := nanotime()
 		r.running.mu.Lock()
 		for in := range r.running.m {
-			if d := in.deadline.Load(); d != 0 && now > d && !in.interrupted.Load() {
+			// Claim the deadline before firing: a call that ends meanwhile finds it gone
+			// and knows its instance was interrupted.
+			if d := in.deadline.Load(); d != 0 && now > d && in.deadline.CompareAndSwap(d, 0) {
 				in.interrupted.Store(true)
 				in.intr.Set(1)
 			}

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/wispfn/wisp/pool"
 	"github.com/wispfn/wisp/pool/abi"
@@ -295,5 +298,68 @@ func TestSnapshotSurvivesRestart(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(dir, first+".*"))
 	if len(files) != 3 {
 		t.Fatalf("snapshot files %v; want module, memory and metadata", files)
+	}
+}
+
+// metricValue returns the value of one exported series, or -1 if it is absent.
+func metricValue(t *testing.T, series string) float64 {
+	t.Helper()
+	var b bytes.Buffer
+	metrics.WritePrometheus(&b, false)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+func TestIdleInstancesReapedAndCodeReloadedFromDisk(t *testing.T) {
+	rt, err := pool.New(context.Background(), pool.Config{
+		CacheDir:    buildtest.CacheDir(t),
+		CodeBudget:  1, // every function without instances is over budget
+		IdleTimeout: 100 * time.Millisecond,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	f, err := rt.Compile(context.Background(), pool.Spec{Name: "tiers", Wasm: buildtest.Wasm(t, "hello")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n := f.Live(); n != 0 {
+		t.Fatalf("%d live instances after deploy; want 0", n)
+	}
+	if r, err := invoke(f, request("GET", "/")); err != nil || r.status != 200 {
+		t.Fatalf("first request: %+v %v", r, err)
+	}
+	// The reaper closes the idle instance, which makes the code evictable, and the tiny
+	// budget evicts it.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Live() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f.Live() != 0 {
+		t.Fatal("idle instance not reaped")
+	}
+	if v := metricValue(t, `wisp_pool_reaped_instances_total{function="tiers"}`); v < 1 {
+		t.Fatalf("reaped counter %v; want >= 1", v)
+	}
+	time.Sleep(50 * time.Millisecond) // the close runs off the request path
+	if r, err := invoke(f, request("GET", "/")); err != nil || r.status != 200 {
+		t.Fatalf("request after eviction: %+v %v", r, err)
+	}
+	if v := metricValue(t, `wisp_pool_starts_total{function="tiers",tier="disk"}`); v != 1 {
+		t.Fatalf("disk starts %v; want 1", v)
+	}
+	if v := metricValue(t, `wisp_pool_starts_total{function="tiers",tier="cold"}`); v != 1 {
+		t.Fatalf("cold starts %v; want 1", v)
 	}
 }

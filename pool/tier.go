@@ -35,6 +35,14 @@ func (c *code) residentBytes() int64 { return int64(len(c.served)) * compiledByt
 // useCode returns c's compiled module for a new instance, recompiling it (a file compilation
 // cache hit) if it was evicted, and counts the instance as a user so it is not evicted under it.
 func (r *Runtime) useCode(ctx context.Context, c *code) (compiledModule, tier, error) {
+	m, t, err := c.use(ctx)
+	if t == tierDisk && err == nil {
+		r.evictOverBudget() // after c.mu is released: eviction locks every code
+	}
+	return m, t, err
+}
+
+func (c *code) use(ctx context.Context) (compiledModule, tier, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := tierCold
@@ -51,7 +59,6 @@ func (r *Runtime) useCode(ctx context.Context, c *code) (compiledModule, tier, e
 		t = tierDisk
 		diskLoads.Inc()
 		diskLoadSeconds.UpdateDuration(start)
-		defer r.evictOverBudget()
 	}
 	c.users++
 	c.lastUse = time.Now()
@@ -59,7 +66,8 @@ func (r *Runtime) useCode(ctx context.Context, c *code) (compiledModule, tier, e
 }
 
 // releaseCode drops an instance's hold on c; retired code is closed with its last instance.
-func (r *Runtime) releaseCode(c *code) {
+// It reports whether c is now unused (and so evictable).
+func (r *Runtime) releaseCode(c *code) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.users--
@@ -67,6 +75,7 @@ func (r *Runtime) releaseCode(c *code) {
 	if c.users == 0 && c.retired {
 		c.closeLocked()
 	}
+	return c.users == 0
 }
 
 // retireCode marks c as no longer needed; it is closed now or when its last instance goes.
@@ -178,12 +187,8 @@ func (r *Runtime) reap(ctx context.Context) {
 			fns = append(fns, f)
 		}
 		r.mu.Unlock()
-		reaped := 0
 		for _, f := range fns {
-			reaped += f.reapIdle(cutoff)
-		}
-		if reaped > 0 {
-			r.evictOverBudget()
+			f.reapIdle(cutoff) // a function left without instances becomes evictable in discard
 		}
 	}
 }
