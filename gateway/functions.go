@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/wispfn/wisp/kv/registry"
 	"github.com/wispfn/wisp/pool"
+	"github.com/wispfn/wisp/pool/abi"
+	ringrpc "github.com/wispfn/wisp/ring/provider/rpc"
 )
 
 // catalog is the gateway's in-memory view of the deployed functions: metadata from the
@@ -188,4 +189,19 @@ func checkWasmHeader(b []byte) error {
 	return nil
 }
 
-var errNoFunction = errors.New("no function")
+// Invoke runs function name for a guest's rpc hostcall (ring/provider/rpc.Invoker): in-process,
+// through the same pool and limits as an HTTP request. ctx carries the call depth.
+func (s *Server) Invoke(ctx context.Context, caller, name string, req *abi.Request, fn func(*abi.Response) error) error {
+	e := s.cat.table().byName[name]
+	if e == nil {
+		return fmt.Errorf("function %q called %q: %w", caller, name, ringrpc.ErrNotFound)
+	}
+	start := time.Now()
+	err := e.fn.Invoke(ctx, req, fn)
+	status := http.StatusOK
+	if err != nil {
+		status, _ = statusOf(err)
+	}
+	e.stats.observe(status, start)
+	return err
+}

@@ -40,6 +40,8 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxModuleBytes bounds a module upload after decompression. Default DefaultMaxModuleBytes.
 	MaxModuleBytes int
+	// Logs is the per-function log stream behind GET /_wisp/logs/NAME. Nil: no logs endpoint.
+	Logs LogSource
 }
 
 // Server is the gateway. Start it once, Shutdown it once.
@@ -94,6 +96,7 @@ func (s *Server) routes() {
 	admin.PUT("/functions/:name", s.serveDeploy)
 	admin.POST("/functions/:name", s.serveDeploy)
 	admin.DELETE("/functions/:name", s.serveRemove)
+	admin.GET("/logs/:name", s.serveLogs)
 	admin.Any("/invoke/:name", s.serveAdminInvoke)
 	admin.Any("/invoke/:name/*path", s.serveAdminInvoke)
 	h.NoRoute(s.serveFunction)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wispfn/wisp/pool/abi"
 	"github.com/wispfn/wisp/pool/snapshot"
+	"github.com/wispfn/wisp/ring"
 )
 
 // Spec describes one version of a function to compile.
@@ -32,6 +33,9 @@ type Spec struct {
 	// in the image and each instance's first request is as fast as its later ones. The guest's
 	// state after that request is what every instance starts from.
 	WarmUp bool
+	// FetchAllow lists the hosts the function may fetch from ("api.example.com",
+	// "*.example.com", with an optional ":port"). Empty: any public host.
+	FetchAllow []string
 }
 
 // Function is one compiled version of a function with its pool of live instances. Invoke is
@@ -46,6 +50,7 @@ type Function struct {
 	alloc  experimental.MemoryAllocator
 	stats  *fnStats
 	logw   *lineLogger
+	ringFn *ring.Function // nil when the module makes no hostcalls
 
 	idle   chan *instance // idle instances, at most limits.MaxInstances
 	freed  chan struct{}  // a slot freed by a discarded instance; wakes one waiter
@@ -98,6 +103,19 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	c.compiled, c.lastUse = compiled, time.Now()
 	stats.compileSeconds.UpdateDuration(start)
+	var ringFn *ring.Function
+	if importsRing(compiled) {
+		if r.ring == nil {
+			_ = compiled.Close(ctx)
+			c.close()
+			return nil, fmt.Errorf("cannot compile %q: %w: it imports the %q host module, which this node does not serve", spec.Name, ErrInvalidModule, ring.ModuleName)
+		}
+		if ringFn, err = r.ring.NewFunction(ring.FunctionConfig{Name: spec.Name, Fetch: ring.FetchPolicy{Allow: spec.FetchAllow}}); err != nil {
+			_ = compiled.Close(ctx)
+			c.close()
+			return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+		}
+	}
 
 	f := &Function{
 		rt:     r,
@@ -107,6 +125,7 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 		alloc:  c.allocator(lim),
 		stats:  stats,
 		logw:   logw,
+		ringFn: ringFn,
 		idle:   make(chan *instance, lim.MaxInstances),
 		freed:  make(chan struct{}, lim.MaxInstances),
 	}
@@ -282,6 +301,8 @@ type instance struct {
 	intr        api.MutableGlobal
 	deadline    atomic.Int64
 	interrupted atomic.Bool
+
+	ring *ring.Instance // hostcall state; nil when the module makes no hostcalls
 }
 
 // instantiate creates an instance from f's code, reloading the compiled code first if it was
@@ -307,6 +328,9 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 		mem:    mod.ExportedMemory(exportMemory),
 		alloc:  mod.ExportedFunction(exportAlloc),
 		handle: mod.ExportedFunction(exportHandle),
+	}
+	if f.ringFn != nil {
+		in.ring = f.ringFn.NewInstance()
 	}
 	if f.code.interruptible {
 		if in.intr = interruptFlag(mod); in.intr == nil {
@@ -426,6 +450,9 @@ func (f *Function) discard(in *instance) {
 	}
 	go func() {
 		_ = in.mod.Close(context.Background())
+		if in.ring != nil {
+			in.ring.Close()
+		}
 		if f.rt.releaseCode(f.code) {
 			f.rt.evictOverBudget()
 		}
@@ -492,7 +519,9 @@ func (c *call) run() {
 // execute runs on a worker goroutine. Interruptible code runs under the sweeper's deadline;
 // other code under a context deadline that wazero watches.
 func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Response, fn ResponseFunc) error {
-	if !f.code.interruptible {
+	if !f.code.interruptible || f.ringFn != nil {
+		// Hostcalls wait on the context: it carries the deadline to the providers and to a
+		// guest blocked in wait, where the interrupt flag cannot reach.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, f.limits.Timeout)
 		defer cancel()
@@ -507,7 +536,14 @@ func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Resp
 	}
 	start := time.Now()
 	f.startDeadline(in)
-	err = f.call(ctx, in, req, resp)
+	cctx := ctx
+	if in.ring != nil {
+		cctx = in.ring.Begin(ctx)
+	}
+	err = f.call(cctx, in, req, resp)
+	if in.ring != nil {
+		in.ring.End()
+	}
 	if in.intr != nil && in.deadline.Swap(0) == 0 && err == nil {
 		// The sweeper claimed the deadline as the call returned: the flag is set, so the
 		// instance cannot be reused.
@@ -663,3 +699,13 @@ func (f *Function) CodeKey() string { return f.code.key }
 // DiscardIdle closes every idle instance of f now, so the next request is a cold start. For
 // benchmarks and tests.
 func DiscardIdle(f *Function) { f.drainIdle() }
+
+// importsRing reports whether a module imports the hostcall module.
+func importsRing(m wazero.CompiledModule) bool {
+	for _, def := range m.ImportedFunctions() {
+		if mod, _, _ := def.Import(); mod == ring.ModuleName {
+			return true
+		}
+	}
+	return false
+}

@@ -15,6 +15,8 @@ import (
 	"github.com/panjf2000/ants/v2"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wispfn/wisp/ring"
 )
 
 // Config configures a Runtime. The zero value is usable: memory-only compilation cache,
@@ -37,6 +39,9 @@ type Config struct {
 	CodeBudget int64
 	// IdleTimeout closes instances idle for this long. Default 5 minutes.
 	IdleTimeout time.Duration
+	// Ring serves guests' hostcalls (log, kv, fetch, rpc). Nil: modules importing the "wisp"
+	// host module are refused at deploy. The Runtime does not close it.
+	Ring *ring.Host
 }
 
 // Defaults of Config.
@@ -56,6 +61,7 @@ type Runtime struct {
 	fast    wazero.Runtime
 	guard   wazero.Runtime
 	running runningSet
+	ring    *ring.Host
 	cache   wazero.CompilationCache
 	workers *ants.PoolWithFuncGeneric[*call]
 	log     *slog.Logger
@@ -97,6 +103,20 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		}
 		return wz, nil
 	}
+	if cfg.Ring != nil {
+		prev := newRuntime
+		newRuntime = func(closeOnDone bool) (wazero.Runtime, error) {
+			wz, err := prev(closeOnDone)
+			if err != nil {
+				return nil, err
+			}
+			if err := cfg.Ring.Instantiate(ctx, wz); err != nil {
+				_ = wz.Close(ctx)
+				return nil, fmt.Errorf("cannot instantiate the hostcall module: %w", err)
+			}
+			return wz, nil
+		}
+	}
 	fast, err := newRuntime(false)
 	if err != nil {
 		return nil, err
@@ -121,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log = slog.Default()
 	}
 	r := &Runtime{
-		fast: fast, guard: guard, cache: cache, workers: workers, log: log,
+		fast: fast, guard: guard, cache: cache, workers: workers, log: log, ring: cfg.Ring,
 		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
 		fns: map[*Function]struct{}{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
 	}

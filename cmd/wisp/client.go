@@ -349,3 +349,42 @@ inside this binary, so nothing is fetched for it.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR.wasm)")
 	return cmd
 }
+
+func newLogsCmd() *cobra.Command {
+	var cf clientFlags
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print a function's recent log lines; -f keeps following new ones",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			u := c.addr + "/_wisp/logs/" + url.PathEscape(args[0])
+			if follow {
+				u += "?follow=1"
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+c.token)
+			resp, err := c.http.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(resp.Body)
+				return fmt.Errorf("logs %s: %s: %s", args[0], resp.Status, bytes.TrimSpace(b))
+			}
+			_, err = io.Copy(os.Stdout, resp.Body)
+			return err
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new lines")
+	return cmd
+}

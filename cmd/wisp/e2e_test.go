@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,10 +59,10 @@ func (p *process) Write(b []byte) (int, error) {
 
 const e2eToken = "e2e-token"
 
-func startWisp(t *testing.T, data string) *process {
+func startWisp(t *testing.T, data string, extra ...string) *process {
 	t.Helper()
 	p := &process{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(wispBin, "serve", "--listen", "127.0.0.1:0", "--data", data)
+	p.cmd = exec.Command(wispBin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data}, extra...)...)
 	p.cmd.Env = append(os.Environ(), "WISP_TOKEN="+e2eToken)
 	p.cmd.Stderr = p
 	stdout, err := p.cmd.StdoutPipe()
@@ -274,5 +276,41 @@ func TestLoadtestCold(t *testing.T) {
 	}
 	if _, err := p.cli("loadtest", "cold", "--functions", "-1"); err == nil || !strings.Contains(err.Error(), "functions") {
 		t.Fatalf("--functions -1: err = %v; want it refused", err)
+	}
+}
+
+func TestHostcallsFetchKVAndLogs(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "page %s", r.URL.Path)
+	}))
+	defer target.Close()
+	p := startWisp(t, t.TempDir(), "--fetch-allow-loopback")
+	if _, err := p.cli("deploy", "fc", buildtest.Dir("fetchcount")); err != nil {
+		t.Fatalf("deploy fetchcount: %v", err)
+	}
+	type answer struct {
+		Visits  int `json:"visits"`
+		Results []struct {
+			Status int    `json:"status"`
+			Bytes  int    `json:"bytes"`
+			Error  string `json:"error"`
+		} `json:"results"`
+	}
+	for want := 1; want <= 2; want++ {
+		status, body := get(t, p.url+"/fc/?url="+target.URL+"/a&url="+target.URL+"/bb")
+		var a answer
+		if err := json.Unmarshal([]byte(body), &a); status != 200 || err != nil {
+			t.Fatalf("GET /fc/: %d %q (%v)", status, body, err)
+		}
+		if a.Visits != want || len(a.Results) != 2 || a.Results[0].Status != 200 || a.Results[1].Bytes != len("page /bb") {
+			t.Fatalf("answer %+v; want visit %d and two fetched pages", a, want)
+		}
+	}
+	out, err := p.cli("logs", "fc")
+	if err != nil || !strings.Contains(out, "fetched") {
+		t.Fatalf("logs: %q %v; want the guest's 'fetched' line", out, err)
+	}
+	if _, err := p.cli("logs", "nope"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("logs of an unknown function: %v", err)
 	}
 }

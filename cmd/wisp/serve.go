@@ -12,15 +12,24 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wispfn/wisp/gateway"
+	"github.com/wispfn/wisp/kv/cache"
 	"github.com/wispfn/wisp/kv/natsnode"
 	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/kv/store"
 	"github.com/wispfn/wisp/pool"
+	"github.com/wispfn/wisp/pool/abi"
+	"github.com/wispfn/wisp/ring"
+	ringfetch "github.com/wispfn/wisp/ring/provider/fetch"
+	ringkv "github.com/wispfn/wisp/ring/provider/kv"
+	ringlog "github.com/wispfn/wisp/ring/provider/log"
+	ringrpc "github.com/wispfn/wisp/ring/provider/rpc"
 )
 
 type serveFlags struct {
@@ -34,6 +43,8 @@ type serveFlags struct {
 	deploy        []string
 	codeBudgetMiB int64
 	idleTimeout   time.Duration
+	fetchLoopback bool
+	fetchPrivate  bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -61,6 +72,8 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Int64Var(&f.codeBudgetMiB, "code-budget-mib", pool.DefaultCodeBudget>>20, "resident compiled code, estimated; past it the least recently used idle functions reload from the compilation cache")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", pool.DefaultIdleTimeout, "close instances idle for this long")
+	fl.BoolVar(&f.fetchLoopback, "fetch-allow-loopback", false, "let guests fetch from loopback addresses (local development and tests)")
+	fl.BoolVar(&f.fetchPrivate, "fetch-allow-private", false, "let guests fetch from private address ranges")
 	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
 	return cmd
 }
@@ -133,9 +146,32 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 
+	// Hostcalls: log, kv (Local Cache over the Global KV), fetch and rpc. rpc reaches the
+	// gateway, which exists only later: it is bound once the gateway is built.
+	invoker := &lateInvoker{}
+	logs := ringlog.New(ringlog.Config{Sink: log})
+	stores := ringkv.NewStores(func(ctx context.Context, ns string) (store.Store, error) {
+		s, err := store.Open(ctx, node, ns, store.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return cache.New(s, cache.Options{})
+	})
+	host, err := ring.New(ring.Config{Logger: log, Providers: []ring.Provider{
+		logs,
+		ringkv.New(ringkv.Config{Store: stores}),
+		ringfetch.New(ringfetch.Config{AllowLoopback: f.fetchLoopback, AllowPrivate: f.fetchPrivate}),
+		ringrpc.New(ringrpc.Config{Invoker: invoker}),
+	}})
+	if err != nil {
+		return fmt.Errorf("cannot start hostcall providers: %w", err)
+	}
+	stopStep("hostcalls", func() error { err := host.Close(); stores.Close(); return err })
+
 	var rt *pool.Runtime
 	if err := step("runtime", func() (err error) {
 		rt, err = pool.New(ctx, pool.Config{
+			Ring:        host,
 			CacheDir:    filepath.Join(f.data, "compile-cache"),
 			SnapshotDir: filepath.Join(f.data, "snapshots"),
 			CodeBudget:  f.codeBudgetMiB << 20,
@@ -153,11 +189,12 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", f.listen, err)
 	}
-	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log})
+	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs})
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
+	invoker.gw.Store(gw)
 	if err := step("functions", func() error { return gw.Load(ctx) }); err != nil {
 		return err
 	}
@@ -185,6 +222,19 @@ func serve(ctx context.Context, f serveFlags) error {
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
 	return nil
+}
+
+// lateInvoker lets the rpc provider, built before the gateway, call functions through it.
+type lateInvoker struct {
+	gw atomic.Pointer[gateway.Server]
+}
+
+func (l *lateInvoker) Invoke(ctx context.Context, caller, name string, req *abi.Request, fn func(*abi.Response) error) error {
+	gw := l.gw.Load()
+	if gw == nil {
+		return fmt.Errorf("function %q called %q before the gateway started: %w", caller, name, ringrpc.ErrNotFound)
+	}
+	return gw.Invoke(ctx, caller, name, req, fn)
 }
 
 // adminToken returns $WISP_TOKEN, or the token kept in DATA/admin-token, creating it if needed.
