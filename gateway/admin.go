@@ -219,3 +219,38 @@ func (s *Server) serveAdminInvoke(ctx context.Context, rc *app.RequestContext) {
 func writePrometheus(w io.Writer) {
 	metrics.WritePrometheus(w, true)
 }
+
+// serveRollback: POST /_wisp/functions/NAME/rollback[?version=N].
+func (s *Server) serveRollback(ctx context.Context, rc *app.RequestContext) {
+	var version uint64
+	if v := rc.QueryArgs().Peek("version"); len(v) > 0 {
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil || n == 0 {
+			s.requestError(rc, errorf(http.StatusBadRequest, "query parameter version=%q must be a positive integer", v))
+			return
+		}
+		version = n
+	}
+	meta, err := s.cat.rollback(ctx, rc.Param("name"), version)
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	s.log.Info("function rolled back", "function", meta.Name, "version", meta.Version, "copy_of", meta.RollbackOf)
+	writeJSON(rc, http.StatusOK, s.info(meta))
+}
+
+// serveVersions: GET /_wisp/functions/NAME/versions, oldest first.
+func (s *Server) serveVersions(ctx context.Context, rc *app.RequestContext) {
+	name := rc.Param("name")
+	if err := registry.ValidName(name); err != nil {
+		s.requestError(rc, errorf(http.StatusBadRequest, "%v", err))
+		return
+	}
+	vs, err := s.cfg.Registry.Versions(ctx, name)
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	writeJSON(rc, http.StatusOK, map[string]any{"versions": vs})
+}

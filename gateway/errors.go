@@ -66,6 +66,8 @@ func statusOf(err error) (int, errorBody) {
 		return http.StatusUnprocessableEntity, errorBody{Error: err.Error()}
 	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound, errorBody{Error: err.Error()}
+	case errors.Is(err, registry.ErrInvalid):
+		return http.StatusBadRequest, errorBody{Error: err.Error()}
 	case errors.Is(err, registry.ErrConflict):
 		return http.StatusConflict, errorBody{Error: err.Error()}
 	case errors.Is(err, context.DeadlineExceeded):

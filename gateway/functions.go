@@ -205,3 +205,27 @@ func (s *Server) Invoke(ctx context.Context, caller, name string, req *abi.Reque
 	e.stats.observe(status, start)
 	return err
 }
+
+// rollback makes an earlier version current again (version 0: the one before the current), as a
+// new version that copies it, then routes traffic to it once it is compiled.
+func (c *catalog) rollback(ctx context.Context, name string, version uint64) (registry.Function, error) {
+	if err := registry.ValidName(name); err != nil {
+		return registry.Function{}, errorf(http.StatusBadRequest, "%v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	meta, err := c.reg.Rollback(ctx, name, version)
+	if err != nil {
+		return registry.Function{}, err
+	}
+	wasm, err := c.reg.Code(ctx, meta.Digest)
+	if err != nil {
+		return registry.Function{}, fmt.Errorf("cannot load code of %q version %d: %w", name, meta.Version, err)
+	}
+	fn, err := c.rt.Compile(ctx, pool.Spec{Name: meta.Name, Wasm: wasm, Env: meta.Env, Limits: poolLimits(meta.Limits), WarmUp: meta.WarmUp})
+	if err != nil {
+		return registry.Function{}, err
+	}
+	c.install(meta, fn)
+	return meta, nil
+}

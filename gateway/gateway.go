@@ -96,6 +96,8 @@ func (s *Server) routes() {
 	admin.PUT("/functions/:name", s.serveDeploy)
 	admin.POST("/functions/:name", s.serveDeploy)
 	admin.DELETE("/functions/:name", s.serveRemove)
+	admin.POST("/functions/:name/rollback", s.serveRollback)
+	admin.GET("/functions/:name/versions", s.serveVersions)
 	admin.GET("/logs/:name", s.serveLogs)
 	admin.Any("/invoke/:name", s.serveAdminInvoke)
 	admin.Any("/invoke/:name/*path", s.serveAdminInvoke)

@@ -459,3 +459,41 @@ func TestRedeployAndRestartKeepFunctions(t *testing.T) {
 		t.Fatalf("hello after restart = %v; want version 2", m)
 	}
 }
+
+func TestRollback(t *testing.T) {
+	s := startServer(t, t.TempDir(), 0)
+	s.mustDeploy("app", "hello", "")
+	s.mustDeploy("app", "echo", "")
+	if r := s.do("GET", "/app/x", nil, nil); r.json(t)["path"] != "/x" {
+		t.Fatalf("version 2 is not echo: %s", r.body)
+	}
+	r := s.do("POST", "/_wisp/functions/app/rollback", nil, auth)
+	if r.status != 200 || r.json(t)["version"] != 3.0 {
+		t.Fatalf("rollback: %d %s; want version 3", r.status, r.body)
+	}
+	if r := s.do("GET", "/app/", nil, nil); string(r.body) != "Hello WASM from Golang!" {
+		t.Fatalf("after rollback: %s; want hello", r.body)
+	}
+	if r := s.do("POST", "/_wisp/functions/app/rollback?version=2", nil, auth); r.status != 200 {
+		t.Fatalf("rollback to 2: %d %s", r.status, r.body)
+	}
+	if r := s.do("GET", "/app/y", nil, nil); r.json(t)["path"] != "/y" {
+		t.Fatalf("after rollback to 2: %s; want echo", r.body)
+	}
+	vs := s.do("GET", "/_wisp/functions/app/versions", nil, auth).json(t)["versions"].([]any)
+	if len(vs) != 4 {
+		t.Fatalf("%d versions; want 4", len(vs))
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{
+		{"/_wisp/functions/app/rollback?version=x", 400},
+		{"/_wisp/functions/app/rollback?version=99", 404},
+		{"/_wisp/functions/nope/rollback", 404},
+	} {
+		if r := s.do("POST", tt.path, nil, auth); r.status != tt.status {
+			t.Errorf("POST %s: %d %s; want %d", tt.path, r.status, r.body, tt.status)
+		}
+	}
+}

@@ -388,3 +388,36 @@ func newLogsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new lines")
 	return cmd
 }
+
+func newRollbackCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "rollback NAME [VERSION]",
+		Short: "Serve an earlier version again (default: the one before the current), as a new version",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			p := "/_wisp/functions/" + url.PathEscape(args[0]) + "/rollback"
+			if len(args) == 2 {
+				if _, err := strconv.ParseUint(args[1], 10, 64); err != nil {
+					return fmt.Errorf("VERSION %q must be a positive integer", args[1])
+				}
+				p += "?version=" + args[1]
+			}
+			var d struct {
+				Version    uint64 `json:"version"`
+				RollbackOf uint64 `json:"rollback_of"`
+			}
+			if err := c.do(cmd.Context(), http.MethodPost, p, nil, nil, &d); err != nil {
+				return err
+			}
+			fmt.Printf("%s rolled back: version %d (a copy of version %d)\n", args[0], d.Version, d.RollbackOf)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
