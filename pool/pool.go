@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -171,6 +172,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 	<-r.reaperDone
 	<-r.sweeperDone
 	r.workers.Release()
+	r.stats.mu.Lock()
+	for name, s := range r.stats.m {
+		metrics.UnregisterSet(s.set, true)
+		delete(r.stats.m, name)
+	}
+	r.stats.mu.Unlock()
 	err := r.fast.Close(ctx)
 	if gerr := r.guard.Close(ctx); err == nil {
 		err = gerr

@@ -352,14 +352,20 @@ func TestIdleInstancesReapedAndCodeReloadedFromDisk(t *testing.T) {
 	if v := metricValue(t, `wisp_pool_reaped_instances_total{function="tiers"}`); v < 1 {
 		t.Fatalf("reaped counter %v; want >= 1", v)
 	}
-	time.Sleep(50 * time.Millisecond) // the close runs off the request path
+	// The close, and the eviction after it, run off the request path.
+	for f.CodeResident() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f.CodeResident() {
+		t.Fatal("code of a function without instances still resident over a 1-byte budget")
+	}
+	disk := max(metricValue(t, `wisp_pool_starts_total{function="tiers",tier="disk"}`), 0)
 	if r, err := invoke(f, request("GET", "/")); err != nil || r.status != 200 {
 		t.Fatalf("request after eviction: %+v %v", r, err)
 	}
-	if v := metricValue(t, `wisp_pool_starts_total{function="tiers",tier="disk"}`); v != 1 {
-		t.Fatalf("disk starts %v; want 1", v)
-	}
-	if v := metricValue(t, `wisp_pool_starts_total{function="tiers",tier="cold"}`); v != 1 {
-		t.Fatalf("cold starts %v; want 1", v)
+	// (The first request may have been a disk start too: the tiny budget can evict the code
+	// as soon as the deploy's trial instance is gone.)
+	if v := metricValue(t, `wisp_pool_starts_total{function="tiers",tier="disk"}`); v != disk+1 {
+		t.Fatalf("disk starts went from %v to %v; want one more", disk, v)
 	}
 }
