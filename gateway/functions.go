@@ -116,6 +116,12 @@ func (c *catalog) remove(ctx context.Context, name string) error {
 	if err := c.reg.Delete(ctx, name); err != nil {
 		return err
 	}
+	c.unroute(name)
+	return nil
+}
+
+// unroute stops routing to a function and retires it. Callers hold c.mu.
+func (c *catalog) unroute(name string) {
 	old := c.table().byName[name]
 	c.tbl.Store(c.table().with(name, nil))
 	if old != nil {
@@ -123,34 +129,6 @@ func (c *catalog) remove(ctx context.Context, name string) error {
 	}
 	c.stats.forget(name)
 	c.rt.Forget(name)
-	return nil
-}
-
-// load compiles and routes every function in the registry; used at start. A function that no
-// longer compiles is logged and skipped, so one bad record cannot keep the node down.
-func (c *catalog) load(ctx context.Context, logf func(msg string, args ...any)) error {
-	fns, err := c.reg.List(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot list functions: %w", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, meta := range fns {
-		start := time.Now()
-		wasm, err := c.reg.Code(ctx, meta.Digest)
-		if err != nil {
-			logf("cannot load function code", "function", meta.Name, "version", meta.Version, "error", err)
-			continue
-		}
-		fn, err := c.rt.Compile(ctx, pool.Spec{Name: meta.Name, Wasm: wasm, Env: meta.Env, Limits: poolLimits(meta.Limits), WarmUp: meta.WarmUp})
-		if err != nil {
-			logf("cannot compile function", "function", meta.Name, "version", meta.Version, "error", err)
-			continue
-		}
-		c.install(meta, fn)
-		logf("function loaded", "function", meta.Name, "version", meta.Version, "took", time.Since(start).Round(time.Microsecond))
-	}
-	return nil
 }
 
 // close retires every compiled version.
@@ -218,11 +196,7 @@ func (c *catalog) rollback(ctx context.Context, name string, version uint64) (re
 	if err != nil {
 		return registry.Function{}, err
 	}
-	wasm, err := c.reg.Code(ctx, meta.Digest)
-	if err != nil {
-		return registry.Function{}, fmt.Errorf("cannot load code of %q version %d: %w", name, meta.Version, err)
-	}
-	fn, err := c.rt.Compile(ctx, pool.Spec{Name: meta.Name, Wasm: wasm, Env: meta.Env, Limits: poolLimits(meta.Limits), WarmUp: meta.WarmUp})
+	fn, err := c.compileVersion(ctx, meta)
 	if err != nil {
 		return registry.Function{}, err
 	}

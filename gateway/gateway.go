@@ -51,6 +51,9 @@ type Server struct {
 	cat    *catalog
 	h      *server.Hertz
 	runErr chan error
+
+	stopFollow context.CancelFunc // ends the registry watch Load started
+	followDone chan struct{}
 }
 
 var hlogOnce sync.Once
@@ -72,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxModuleBytes = DefaultMaxModuleBytes
 	}
 	hlogOnce.Do(func() { hlog.SetLevel(hlog.LevelWarn) })
-	s := &Server{cfg: cfg, log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1), followDone: make(chan struct{})}
 	s.h = server.New(
 		server.WithListener(cfg.Listener),
 		server.WithMaxRequestBodySize(cfg.MaxModuleBytes+1<<20),
@@ -104,9 +107,13 @@ func (s *Server) routes() {
 	h.NoRoute(s.serveFunction)
 }
 
-// Load routes every function already in the registry. Call it before Start.
+// Load routes every function in the registry, compiled, and then keeps following the
+// registry: deploys, rollbacks and deletes made through other nodes sharing it are routed here
+// too, each compiled before it takes traffic. Call it once, before Start; the following ends
+// with ctx or Shutdown.
 func (s *Server) Load(ctx context.Context) error {
-	return s.cat.load(ctx, s.log.Info)
+	ctx, s.stopFollow = context.WithCancel(ctx)
+	return s.cat.follow(ctx, s.log, s.followDone)
 }
 
 // Start begins serving in the background.
@@ -121,6 +128,13 @@ func (s *Server) URL() string { return "http://" + s.cfg.Listener.Addr().String(
 // retires every function version.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.h.Shutdown(ctx)
+	if s.stopFollow != nil {
+		s.stopFollow()
+		select {
+		case <-s.followDone:
+		case <-ctx.Done():
+		}
+	}
 	s.cat.close()
 	return err
 }
