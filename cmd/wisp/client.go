@@ -194,13 +194,16 @@ func newListCmd() *cobra.Command {
 	var cf clientFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "ls",
-		Short: "List deployed functions",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "ls [NAME]",
+		Short: "List deployed functions, or the versions of one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				return listVersions(cmd.Context(), c, args[0], asJSON)
 			}
 			var out struct {
 				Functions []struct {
@@ -231,6 +234,45 @@ func newListCmd() *cobra.Command {
 	cf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// listVersions prints every stored version of a function, newest last, marking the current one.
+func listVersions(ctx context.Context, c client, name string, asJSON bool) error {
+	var cur struct {
+		Version uint64 `json:"version"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/_wisp/functions/"+url.PathEscape(name), nil, nil, &cur); err != nil {
+		return err
+	}
+	var out struct {
+		Versions []struct {
+			Version    uint64    `json:"version"`
+			Digest     string    `json:"digest"`
+			Size       int64     `json:"size"`
+			Route      string    `json:"route"`
+			Created    time.Time `json:"created"`
+			RollbackOf uint64    `json:"rollback_of,omitempty"`
+		} `json:"versions"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/_wisp/functions/"+url.PathEscape(name)+"/versions", nil, nil, &out); err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{"current": cur.Version, "versions": out.Versions})
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tDIGEST\tSIZE\tROUTE\tCREATED\tNOTE")
+	for _, v := range out.Versions {
+		var note []string
+		if v.Version == cur.Version {
+			note = append(note, "current")
+		}
+		if v.RollbackOf != 0 {
+			note = append(note, fmt.Sprintf("rollback to %d", v.RollbackOf))
+		}
+		fmt.Fprintf(w, "%d\t%.12s\t%d\t%s\t%s\t%s\n", v.Version, v.Digest, v.Size, v.Route, v.Created.Format(time.RFC3339), strings.Join(note, ", "))
+	}
+	return w.Flush()
 }
 
 func newRemoveCmd() *cobra.Command {

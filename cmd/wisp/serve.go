@@ -45,6 +45,10 @@ type serveFlags struct {
 	idleTimeout   time.Duration
 	fetchLoopback bool
 	fetchPrivate  bool
+	region        string
+	homeRegion    string
+	leafListen    string
+	leafRemotes   []string
 }
 
 func newServeCmd() *cobra.Command {
@@ -59,6 +63,9 @@ The admin API token is $WISP_TOKEN; without it, a random token is generated once
 DATA/admin-token, where the CLI finds it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.natsURL != "" && !cmd.Flags().Changed("sync") {
+				f.sync = "" // an external server keeps its own durability setting
+			}
 			return serve(cmd.Context(), f)
 		},
 	}
@@ -67,6 +74,10 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.StringVar(&f.data, "data", "./data", "directory for the JetStream store, the compilation cache and the admin token")
 	fl.StringVar(&f.natsURL, "nats", "", "URL of an external NATS server or cluster (default: embedded)")
 	fl.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS server on this address for other nodes (default: no listener)")
+	fl.StringVar(&f.region, "region", "", "region this node serves; empty: a single-region deployment")
+	fl.StringVar(&f.homeRegion, "home-region", "", "the home region, origin of the registry and Global KV (default: --region, this node is in the home region)")
+	fl.StringVar(&f.leafListen, "leaf-listen", "", "home region: accept edge regions' leaf-node connections on this address")
+	fl.StringArrayVar(&f.leafRemotes, "leaf-remote", nil, "edge region: the home region's leaf address (nats-leaf://host:port); repeatable")
 	fl.StringVar(&f.sync, "sync", natsnode.SyncAlways, `JetStream durability: "always" (fsync every write) or an fsync interval such as "2m"`)
 	fl.IntVar(&f.workers, "workers", 0, "goroutines executing guest code at once (default 256 × GOMAXPROCS)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -126,17 +137,27 @@ func serve(ctx context.Context, f serveFlags) error {
 	var node *natsnode.Node
 	if err := step("nats", func() (err error) {
 		node, err = natsnode.Start(ctx, natsnode.Options{
-			Dir:    filepath.Join(f.data, "jetstream"),
-			Listen: f.natsListen,
-			URL:    f.natsURL,
-			Sync:   f.sync,
-			Logf:   natsLogf(log),
+			Dir:         filepath.Join(f.data, "jetstream"),
+			Listen:      f.natsListen,
+			URL:         f.natsURL,
+			Sync:        f.sync,
+			Region:      f.region,
+			Home:        f.homeRegion,
+			LeafListen:  f.leafListen,
+			LeafRemotes: f.leafRemotes,
+			Logf:        natsLogf(log),
 		})
 		return err
 	}); err != nil {
 		return err
 	}
 	stopStep("nats", node.Close)
+	if f.natsListen != "" {
+		fmt.Printf("wisp: nats on %s\n", node.URL())
+	}
+	if f.leafListen != "" {
+		fmt.Printf("wisp: leaf listener on %s\n", node.LeafURL())
+	}
 
 	var reg *registry.Registry
 	if err := step("registry", func() (err error) {

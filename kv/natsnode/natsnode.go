@@ -120,8 +120,8 @@ func ValidRegion(name string) error {
 // checkRegions validates the region options and fills in Home.
 func (o *Options) checkRegions() error {
 	if o.Region == "" {
-		if o.Home != "" || len(o.LeafRemotes) > 0 {
-			return fmt.Errorf("invalid regions: home region %q and leaf remotes %q need this node's own region (Options.Region) set", o.Home, o.LeafRemotes)
+		if o.Home != "" || len(o.LeafRemotes) > 0 || o.LeafListen != "" {
+			return fmt.Errorf("invalid regions: a home region (%q), leaf remotes (%q) or a leaf listener (%q) need this node's own region (Options.Region) set", o.Home, o.LeafRemotes, o.LeafListen)
 		}
 		return nil
 	}

@@ -118,6 +118,7 @@ func TestRegionOptionsRejected(t *testing.T) {
 		{"bad region", Options{Dir: "x", Region: "Home"}, `invalid region "Home"`},
 		{"bad home", Options{Dir: "x", Region: "eu", Home: "a.b"}, `home: invalid region "a.b"`},
 		{"home without region", Options{Dir: "x", Home: "us"}, "need this node's own region"},
+		{"leaf listener without region", Options{Dir: "x", LeafListen: "127.0.0.1:0"}, "need this node's own region"},
 		{"edge without remotes", Options{Dir: "x", Region: "eu", Home: "us"}, "needs the home region \"us\"'s leaf-node URL"},
 		{"remotes on home", Options{Dir: "x", Region: "us", LeafRemotes: []string{"127.0.0.1:7422"}}, "is the home region, which has no leaf remotes"},
 		{"leaf with url", Options{URL: "nats://127.0.0.1:1", Region: "us", LeafListen: "127.0.0.1:0"}, "configure them on that server"},
