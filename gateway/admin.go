@@ -38,12 +38,16 @@ type functionInfo struct {
 	registry.Function
 	URL           string `json:"url,omitempty"`
 	LiveInstances int    `json:"live_instances"`
+	// RoutedVersion is the version this node serves: behind Version for the moments after
+	// another node changed the function, while this one compiles the new version.
+	RoutedVersion uint64 `json:"routed_version,omitempty"`
 }
 
 func (s *Server) info(meta registry.Function) functionInfo {
 	fi := functionInfo{Function: meta}
 	if e := s.cat.table().byName[meta.Name]; e != nil {
 		fi.LiveInstances = e.fn.Live()
+		fi.RoutedVersion = e.meta.Version
 		fi.URL = s.URL() + e.prefix + "/"
 	}
 	return fi
