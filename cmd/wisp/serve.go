@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // --pprof-listen
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -49,6 +51,7 @@ type serveFlags struct {
 	homeRegion    string
 	leafListen    string
 	leafRemotes   []string
+	pprofListen   string
 }
 
 func newServeCmd() *cobra.Command {
@@ -85,6 +88,7 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", pool.DefaultIdleTimeout, "close instances idle for this long")
 	fl.BoolVar(&f.fetchLoopback, "fetch-allow-loopback", false, "let guests fetch from loopback addresses (local development and tests)")
 	fl.BoolVar(&f.fetchPrivate, "fetch-allow-private", false, "let guests fetch from private address ranges")
+	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go's net/http/pprof (CPU, heap, goroutine profiles of the whole process) on this address; keep it on loopback")
 	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
 	return cmd
 }
@@ -132,6 +136,16 @@ func serve(ctx context.Context, f serveFlags) error {
 	token, err := adminToken(f.data)
 	if err != nil {
 		return err
+	}
+	if f.pprofListen != "" {
+		ln, err := net.Listen("tcp", f.pprofListen)
+		if err != nil {
+			return fmt.Errorf("--pprof-listen: %w", err)
+		}
+		srv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		stopStep("pprof", srv.Close)
+		fmt.Printf("wisp: pprof on http://%s/debug/pprof/\n", ln.Addr())
 	}
 
 	var node *natsnode.Node
