@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/ring"
 )
 
 // authorize guards the admin API with the bearer token.
@@ -93,7 +94,9 @@ func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
 // serveDeploy takes a module as the request body (optionally zstd- or gzip-encoded) and the
 // function's settings as query parameters: route, host, memory_mib, timeout_ms, max_instances,
 // max_request_bytes, max_response_bytes, env (repeated, KEY=VALUE), warmup (true: run one
-// synthetic request before the snapshot).
+// synthetic request before the snapshot), fetch_allow (repeated: the hosts the function may
+// fetch from, "api.example.com" or "*.example.com", optionally with ":port"; none: any public
+// host).
 func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	d, err := s.parseDeploy(rc)
@@ -159,6 +162,12 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 			d.Env = map[string]string{}
 		}
 		d.Env[k] = v
+	}
+	for _, pat := range args.PeekAll("fetch_allow") {
+		if err := ring.ValidHostPattern(string(pat)); err != nil {
+			return d, errorf(http.StatusBadRequest, "fetch_allow: %v", err)
+		}
+		d.FetchAllow = append(d.FetchAllow, string(pat))
 	}
 	wasm, err := decodeUpload(rc.Request.Header.Peek("Content-Encoding"), rc.Request.Body(), s.cfg.MaxModuleBytes)
 	if err != nil {

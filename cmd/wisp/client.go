@@ -100,6 +100,8 @@ type deployOptions struct {
 	timeout      time.Duration
 	maxInstances int
 	env          []string
+	warmUp       bool
+	fetchAllow   []string
 }
 
 type deployed struct {
@@ -147,6 +149,12 @@ func deployPath(ctx context.Context, c client, name, path string, o deployOption
 	for _, e := range o.env {
 		q.Add("env", e)
 	}
+	if o.warmUp {
+		q.Set("warmup", "true")
+	}
+	for _, h := range o.fetchAllow {
+		q.Add("fetch_allow", h)
+	}
 	p := "/_wisp/functions/" + url.PathEscape(name)
 	if len(q) > 0 {
 		p += "?" + q.Encode()
@@ -187,6 +195,8 @@ func newDeployCmd() *cobra.Command {
 	fl.DurationVar(&o.timeout, "timeout", 0, "wall-clock deadline per request (default 10s)")
 	fl.IntVar(&o.maxInstances, "max-instances", 0, "live instances at most (default 64)")
 	fl.StringArrayVar(&o.env, "env", nil, "KEY=VALUE environment variable of the function; repeatable")
+	fl.BoolVar(&o.warmUp, "warmup", false, "serve one synthetic GET / before the snapshot, so lazy first-request work is done once")
+	fl.StringArrayVar(&o.fetchAllow, "fetch-allow", nil, "host the function may fetch from (api.example.com, *.example.com, optionally :PORT); repeatable; none: any public host")
 	return cmd
 }
 

@@ -306,6 +306,21 @@ func TestHostcallsFetchKVAndLogs(t *testing.T) {
 			t.Fatalf("answer %+v; want visit %d and two fetched pages", a, want)
 		}
 	}
+	// A function limited to other hosts cannot fetch the target; one that names it can.
+	if _, err := p.cli("deploy", "fc", buildtest.Dir("fetchcount"), "--fetch-allow", "example.com", "--fetch-allow", "*.example.com:443"); err != nil {
+		t.Fatalf("deploy fetchcount with an allow-list: %v", err)
+	}
+	status, body := get(t, p.url+"/fc/?url="+target.URL+"/a")
+	if status != 200 || !strings.Contains(body, "allow-list") {
+		t.Fatalf("fetch outside the allow-list: %d %q; want the guest to report the refusal", status, body)
+	}
+	if _, err := p.cli("deploy", "fc", buildtest.Dir("fetchcount"), "--fetch-allow", "127.0.0.1"); err != nil {
+		t.Fatalf("deploy fetchcount allowing the target: %v", err)
+	}
+	status, body = get(t, p.url+"/fc/?url="+target.URL+"/a")
+	if status != 200 || !strings.Contains(body, `"status":200`) {
+		t.Fatalf("fetch on the allow-list: %d %q", status, body)
+	}
 	out, err := p.cli("logs", "fc")
 	if err != nil || !strings.Contains(out, "fetched") {
 		t.Fatalf("logs: %q %v; want the guest's 'fetched' line", out, err)

@@ -99,6 +99,9 @@ type Function struct {
 	Env map[string]string `json:"env,omitempty"`
 	// WarmUp asks for one synthetic request before the function's snapshot is taken.
 	WarmUp bool `json:"warmup,omitempty"`
+	// FetchAllow lists the hosts the function may fetch from ("api.example.com",
+	// "*.example.com", optionally with ":port"); empty: any public host.
+	FetchAllow []string `json:"fetch_allow,omitempty"`
 	// Created is when Deploy or Rollback stored this version (UTC).
 	Created time.Time `json:"created"`
 	// RollbackOf is the version this one is a copy of when Rollback created it, 0 when
