@@ -96,7 +96,8 @@ func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
 // max_request_bytes, max_response_bytes, env (repeated, KEY=VALUE), warmup (true: run one
 // synthetic request before the snapshot), fetch_allow (repeated: the hosts the function may
 // fetch from, "api.example.com" or "*.example.com", optionally with ":port"; none: any public
-// host).
+// host), kv_namespace (the Global KV namespace of the function's kv hostcalls, shared by the
+// functions of one tenant; default: the function's own).
 func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	d, err := s.parseDeploy(rc)
@@ -168,6 +169,12 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 			return d, errorf(http.StatusBadRequest, "fetch_allow: %v", err)
 		}
 		d.FetchAllow = append(d.FetchAllow, string(pat))
+	}
+	if ns := string(args.Peek("kv_namespace")); ns != "" {
+		if err := registry.ValidName(ns); err != nil {
+			return d, errorf(http.StatusBadRequest, "kv_namespace: %v", err)
+		}
+		d.KVNamespace = ns
 	}
 	wasm, err := decodeUpload(rc.Request.Header.Peek("Content-Encoding"), rc.Request.Body(), s.cfg.MaxModuleBytes)
 	if err != nil {

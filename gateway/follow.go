@@ -147,7 +147,7 @@ func (c *catalog) compileVersion(ctx context.Context, f registry.Function) (*poo
 	if err != nil {
 		return nil, fmt.Errorf("cannot load code of %q version %d: %w", f.Name, f.Version, err)
 	}
-	return c.rt.Compile(ctx, pool.Spec{Name: f.Name, Wasm: wasm, Env: f.Env, Limits: poolLimits(f.Limits), WarmUp: f.WarmUp, FetchAllow: f.FetchAllow})
+	return c.rt.Compile(ctx, pool.Spec{Name: f.Name, Wasm: wasm, Env: f.Env, Limits: poolLimits(f.Limits), WarmUp: f.WarmUp, FetchAllow: f.FetchAllow, KVNamespace: f.KVNamespace})
 }
 
 // sameVersion reports whether a and b are the same version of a function: a name deleted and

@@ -36,14 +36,15 @@ func (c *catalog) table() *table { return c.tbl.Load() }
 
 // deployRequest is what an admin deploy carries besides the code.
 type deployRequest struct {
-	Name   string
-	Route  string
-	Host   string
-	Limits registry.Limits
-	Env    map[string]string
-	WarmUp     bool
-	FetchAllow []string
-	Wasm       []byte
+	Name        string
+	Route       string
+	Host        string
+	Limits      registry.Limits
+	Env         map[string]string
+	WarmUp      bool
+	FetchAllow  []string
+	KVNamespace string
+	Wasm        []byte
 }
 
 // deploy compiles the module, stores code and metadata durably, then routes traffic to the new
@@ -73,7 +74,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	if err := c.table().conflict(d.Name, d.Route, d.Host); err != nil {
 		return registry.Function{}, errorf(http.StatusConflict, "%v", err)
 	}
-	fn, err := c.rt.Compile(ctx, pool.Spec{Name: d.Name, Wasm: d.Wasm, Env: d.Env, Limits: poolLimits(d.Limits), WarmUp: d.WarmUp, FetchAllow: d.FetchAllow})
+	fn, err := c.rt.Compile(ctx, pool.Spec{Name: d.Name, Wasm: d.Wasm, Env: d.Env, Limits: poolLimits(d.Limits), WarmUp: d.WarmUp, FetchAllow: d.FetchAllow, KVNamespace: d.KVNamespace})
 	if err != nil {
 		return registry.Function{}, err
 	}
@@ -85,6 +86,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	meta, err := c.reg.Deploy(ctx, registry.Function{
 		Name: d.Name, Digest: digest, Size: int64(len(d.Wasm)),
 		Route: d.Route, Host: d.Host, Limits: d.Limits, Env: d.Env, WarmUp: d.WarmUp, FetchAllow: d.FetchAllow,
+		KVNamespace: d.KVNamespace,
 	})
 	if err != nil {
 		fn.Close()

@@ -276,6 +276,7 @@ func TestBadDeploysLoseNothing(t *testing.T) {
 		{"bad fetch_allow", "x", hello, auth, "fetch_allow=http%3A%2F%2Fexample.com", 400, "fetch_allow"},
 		{"fetch_allow with a bad port", "x", hello, auth, "fetch_allow=example.com%3Ahttp", 400, "bad port"},
 		{"fetch_allow in upper case", "x", hello, auth, "fetch_allow=Example.com", 400, "lower case"},
+		{"bad kv_namespace", "x", hello, auth, "kv_namespace=Tenant.A", 400, "kv_namespace"},
 		{"route taken", "x", hello, auth, "route=/hello", 409, "taken"},
 		{"reserved route", "x", hello, auth, "route=/_wisp/x", 400, "reserved"},
 		{"reserved name", "metrics", hello, auth, "", 400, "reserved"},

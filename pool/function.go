@@ -36,6 +36,9 @@ type Spec struct {
 	// FetchAllow lists the hosts the function may fetch from ("api.example.com",
 	// "*.example.com", with an optional ":port"). Empty: any public host.
 	FetchAllow []string
+	// KVNamespace is the Global KV namespace the function's kv hostcalls reach. Empty: one of
+	// its own, named after it. Functions of one tenant may share a namespace.
+	KVNamespace string
 }
 
 // Function is one compiled version of a function with its pool of live instances. Invoke is
@@ -110,7 +113,7 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 			c.close()
 			return nil, fmt.Errorf("cannot compile %q: %w: it imports the %q host module, which this node does not serve", spec.Name, ErrInvalidModule, ring.ModuleName)
 		}
-		if ringFn, err = r.ring.NewFunction(ring.FunctionConfig{Name: spec.Name, Fetch: ring.FetchPolicy{Allow: spec.FetchAllow}}); err != nil {
+		if ringFn, err = r.ring.NewFunction(ring.FunctionConfig{Name: spec.Name, Namespace: spec.KVNamespace, Fetch: ring.FetchPolicy{Allow: spec.FetchAllow}}); err != nil {
 			_ = compiled.Close(ctx)
 			c.close()
 			return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)

@@ -102,6 +102,7 @@ type deployOptions struct {
 	env          []string
 	warmUp       bool
 	fetchAllow   []string
+	kvNamespace  string
 }
 
 type deployed struct {
@@ -155,6 +156,9 @@ func deployPath(ctx context.Context, c client, name, path string, o deployOption
 	for _, h := range o.fetchAllow {
 		q.Add("fetch_allow", h)
 	}
+	if o.kvNamespace != "" {
+		q.Set("kv_namespace", o.kvNamespace)
+	}
 	p := "/_wisp/functions/" + url.PathEscape(name)
 	if len(q) > 0 {
 		p += "?" + q.Encode()
@@ -197,6 +201,7 @@ func newDeployCmd() *cobra.Command {
 	fl.StringArrayVar(&o.env, "env", nil, "KEY=VALUE environment variable of the function; repeatable")
 	fl.BoolVar(&o.warmUp, "warmup", false, "serve one synthetic GET / before the snapshot, so lazy first-request work is done once")
 	fl.StringArrayVar(&o.fetchAllow, "fetch-allow", nil, "host the function may fetch from (api.example.com, *.example.com, optionally :PORT); repeatable; none: any public host")
+	fl.StringVar(&o.kvNamespace, "kv-namespace", "", "Global KV namespace of the function's kv calls, shared by a tenant's functions (default: its own)")
 	return cmd
 }
 

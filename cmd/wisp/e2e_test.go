@@ -321,6 +321,18 @@ func TestHostcallsFetchKVAndLogs(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `"status":200`) {
 		t.Fatalf("fetch on the allow-list: %d %q", status, body)
 	}
+	// Two functions of one tenant share a KV namespace, so they count the same visits; fc,
+	// in its own namespace, counted two.
+	for i, name := range []string{"t1", "t2"} {
+		if _, err := p.cli("deploy", name, buildtest.Dir("fetchcount"), "--kv-namespace", "tenant-a"); err != nil {
+			t.Fatalf("deploy %s: %v", name, err)
+		}
+		var a answer
+		status, body := get(t, p.url+"/"+name+"/?url="+target.URL+"/a")
+		if err := json.Unmarshal([]byte(body), &a); status != 200 || err != nil || a.Visits != i+1 {
+			t.Fatalf("GET /%s/: %d %q; want visit %d of the tenant's namespace", name, status, body, i+1)
+		}
+	}
 	out, err := p.cli("logs", "fc")
 	if err != nil || !strings.Contains(out, "fetched") {
 		t.Fatalf("logs: %q %v; want the guest's 'fetched' line", out, err)

@@ -102,6 +102,9 @@ type Function struct {
 	// FetchAllow lists the hosts the function may fetch from ("api.example.com",
 	// "*.example.com", optionally with ":port"); empty: any public host.
 	FetchAllow []string `json:"fetch_allow,omitempty"`
+	// KVNamespace is the Global KV namespace the function's kv hostcalls use (see ValidName);
+	// empty: its own, named after the function. Functions of one tenant may share one.
+	KVNamespace string `json:"kv_namespace,omitempty"`
 	// Created is when Deploy or Rollback stored this version (UTC).
 	Created time.Time `json:"created"`
 	// RollbackOf is the version this one is a copy of when Rollback created it, 0 when
