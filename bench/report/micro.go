@@ -17,7 +17,7 @@ import (
 // Micro is the Go microbenchmarks' outcome. Their raw output, in benchstat
 // format, is in File.
 type Micro struct {
-	Status     string      `json:"status"` // "ok", "failed" or "skipped"
+	Status     string      `json:"status"` // "ok", "partial" (MicroTimeout hit), "failed" or "skipped"
 	Note       string      `json:"note,omitempty"`
 	File       string      `json:"file,omitempty"`
 	Packages   []string    `json:"packages,omitempty"`
@@ -108,6 +108,7 @@ func runMicro(ctx context.Context, o *Options) *Micro {
 		}
 		m.Note = fmt.Sprintf("go test: %v; %s", err, strings.Join(failed, "; "))
 		if ctx.Err() != nil {
+			m.Status = "partial"
 			m.Note = fmt.Sprintf("stopped after %v (MicroTimeout); the results so far are kept", o.MicroTimeout)
 		}
 	}
