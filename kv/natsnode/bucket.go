@@ -133,7 +133,7 @@ func (n *Node) createMirror(ctx context.Context, cfg jetstream.KeyValueConfig) (
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot create the origin of bucket %q in home region %q: the home region is unreachable: %w (gave up: %v)", cfg.Bucket, n.home, err, ctx.Err())
+			return nil, fmt.Errorf("cannot create the origin of bucket %q in home region %q: %w: %w (gave up: %v)", cfg.Bucket, n.home, ErrHomeUnreachable, err, ctx.Err())
 		case <-time.After(wait):
 		}
 	}
@@ -163,11 +163,16 @@ func (n *Node) createMirror(ctx context.Context, cfg jetstream.KeyValueConfig) (
 	return kv, nil
 }
 
+// ErrHomeUnreachable: an edge region gave up waiting for its home region, which did not answer
+// until the caller's context ended.
+var ErrHomeUnreachable = errors.New("the home region is unreachable")
+
 // Unreachable reports whether err means that NATS, or the JetStream it addressed, did not
 // answer: the connection is down, nobody serves the subject (an edge region's link to the
 // home region is down), or the request timed out.
 func Unreachable(err error) bool {
-	return errors.Is(err, nats.ErrNoResponders) ||
+	return errors.Is(err, ErrHomeUnreachable) ||
+		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) ||

@@ -148,6 +148,9 @@ func classify(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, natsnode.ErrHomeUnreachable):
+		// Before the caller's deadline: the home region's silence, not the deadline, is news.
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return err // the caller's own deadline or cancellation
 	case errors.Is(err, jetstream.ErrKeyNotFound):

@@ -115,3 +115,17 @@ func set(v int32) { slot = v }
 //
 //go:wasmexport get
 func get() int32 { return slot }
+
+// allocSink keeps allocate's objects reachable until the next call.
+var allocSink [][]byte
+
+// allocate makes n 64-byte heap objects: BenchmarkGuestAllocation's measure of what one
+// allocation costs a Go guest.
+//
+//go:wasmexport allocate
+func allocate(n int32) {
+	allocSink = allocSink[:0]
+	for i := int32(0); i < n; i++ {
+		allocSink = append(allocSink, make([]byte, 64))
+	}
+}
