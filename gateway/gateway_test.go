@@ -68,7 +68,7 @@ func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := pool.New(ctx, pool.Config{CacheDir: buildtest.CacheDir(t), Logger: log})
+	rt, err := pool.New(ctx, pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: buildtest.SnapshotDir(t), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

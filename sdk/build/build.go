@@ -98,8 +98,8 @@ func Build(ctx context.Context, opt Options) error {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
 	defer os.RemoveAll(tmp)
-	sdkDir := filepath.Join(tmp, "sdk")
-	if err := bundle.Write(sdkDir); err != nil {
+	sdkDir, err := sdkCopy()
+	if err != nil {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
 
@@ -365,4 +365,31 @@ func (g goTool) command(ctx context.Context, dir string, args []string) *exec.Cm
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
+}
+
+// sdkCopy returns a directory holding the bundled SDK, writing it on first use. Its path depends
+// only on the SDK's content: Go records the directory of a replaced module in the binary, so a
+// path that changed from build to build would make every build of the same source a different
+// module (another compile, another snapshot, another copy in the code store).
+func sdkCopy() (string, error) {
+	dir := filepath.Join(os.TempDir(), "wisp-sdk-"+bundle.Digest()[:16])
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(os.TempDir(), "wisp-sdk-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	if err := bundle.Write(tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another build wrote it first: theirs is the same content.
+		_ = os.RemoveAll(tmp)
+		if _, serr := os.Stat(filepath.Join(dir, "go.mod")); serr != nil {
+			return "", fmt.Errorf("cannot write the Go SDK into %q: %w", dir, err)
+		}
+	}
+	return dir, nil
 }

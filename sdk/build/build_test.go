@@ -268,6 +268,32 @@ func TestBuildLeavesDirAlone(t *testing.T) {
 	}
 }
 
+// The same source builds to the same bytes, wherever its directory is: the deploy of a rebuilt
+// function then hits the compilation cache and the stored snapshot, and the code store keeps
+// one copy.
+func TestBuildIsReproducible(t *testing.T) {
+	first, err := os.ReadFile(built(t, "hello main.go alone", copyExample("hello")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyExample("hello")(t, dir)
+	out := filepath.Join(t.TempDir(), "again.wasm")
+	if err := Build(context.Background(), Options{Dir: dir, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, again) {
+		t.Fatalf("two builds of one source differ (%d and %d bytes)", len(first), len(again))
+	}
+}
+
 func echo(t *testing.T) string { return built(t, "echo", copyExample("echo")) }
 
 func TestEcho(t *testing.T) {

@@ -6,6 +6,8 @@
 package bundle
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,6 +28,16 @@ type File struct {
 // Files returns the SDK's files, sorted by Path; go.mod is among them.
 func Files() []File {
 	return slices.Clone(files)
+}
+
+// Digest is the sha256 (hex) of the SDK's files: paths and contents.
+func Digest() string {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%d:%s%d:", len(f.Path), f.Path, len(f.Data))
+		h.Write([]byte(f.Data))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Write writes the SDK's files under dir, which it creates if needed, so that dir becomes the

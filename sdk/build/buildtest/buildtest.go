@@ -38,6 +38,18 @@ func CacheDir(tb testing.TB) string {
 	return dir
 }
 
+// SnapshotDir returns a directory of pre-initialized snapshots (pool.Config.SnapshotDir) shared
+// like CacheDir: a module deployed by many tests is pre-initialized once, and the module served
+// from its stored snapshot is byte for byte the same each time, so its compilation is a
+// CacheDir hit. Snapshots are keyed by module, environment, warm-up and snapshot format.
+func SnapshotDir(tb testing.TB) string {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("wisp-test-snapshots-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
 // Dir returns the directory of examples/NAME in this source tree.
 func Dir(name string) string {
 	_, file, _, _ := runtime.Caller(0)
