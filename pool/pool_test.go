@@ -23,7 +23,7 @@ import (
 
 func newRuntime(t testing.TB) *pool.Runtime {
 	t.Helper()
-	rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: buildtest.SnapshotDir(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
