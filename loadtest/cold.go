@@ -62,8 +62,10 @@ type ColdResult struct {
 	Warm Latency `json:"warm"`
 	// Errors counts failed or non-200 cold and warm requests.
 	Errors int64 `json:"errors"`
-	// Server is the server-side view from /metrics, summed over the run's functions.
-	Server ServerPhases `json:"server"`
+	// Server is the server-side view of the cold requests from /metrics, summed over the run's
+	// functions; ServerWarm the same for the warm ones.
+	Server     ServerPhases `json:"server"`
+	ServerWarm ServerPhases `json:"server_warm"`
 	// DeploySeconds is how long deploying all functions took.
 	DeploySeconds float64 `json:"deploy_seconds"`
 	// SendLagP99 is how late the generator sent the cold requests against their schedule
@@ -166,6 +168,10 @@ func RunCold(ctx context.Context, cfg ColdConfig) (*ColdResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	mid, err := admin.metrics(ctx)
+	if err != nil {
+		return nil, err
+	}
 	progress("warm: the same functions again")
 	warm, _, warmErrs, err := oneEach(ctx, cfg, names)
 	if err != nil {
@@ -180,7 +186,8 @@ func RunCold(ctx context.Context, cfg ColdConfig) (*ColdResult, error) {
 	res.ColdP50, res.ColdP99 = cold.P50, cold.P99
 	res.WarmP50, res.WarmP99 = warm.P50, warm.P99
 	res.Errors = coldErrs + warmErrs
-	res.Server = serverPhases(before, after, prefix)
+	res.Server = serverPhases(before, mid, prefix)
+	res.ServerWarm = serverPhases(mid, after, prefix)
 	res.SendLagP99 = coldLag.P99
 	return res, nil
 }

@@ -219,8 +219,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "%-16s p50 %s  p99 %s  (%d cold starts; the same functions warm: p50 %s  p99 %s)\n",
 			"cold start", fmtUS(l.P50), fmtUS(l.P99), l.Count, fmtUS(w.P50), fmtUS(w.P99))
 		if sp := c.Result.Server; sp.ColdStarts > 0 {
-			fmt.Fprintf(&b, "%-16s server side: instantiate mean %s, run mean %s, request mean %s\n", "",
-				fmtUS(sp.InstantiateMean), fmtUS(sp.RunMean), fmtUS(sp.RequestMean))
+			fmt.Fprintf(&b, "%-16s server side, cold: instantiate mean %s, run mean %s, request mean %s; warm: request mean %s\n", "",
+				fmtUS(sp.InstantiateMean), fmtUS(sp.RunMean), fmtUS(sp.RequestMean), fmtUS(c.Result.ServerWarm.RequestMean))
 		}
 	default:
 		fmt.Fprintf(&b, "%-16s %s: %s\n", "cold start", c.Status, c.Note)

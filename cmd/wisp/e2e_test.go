@@ -260,6 +260,10 @@ func TestLoadtestCold(t *testing.T) {
 			Cold int64 `json:"cold_starts"`
 			Hot  int64 `json:"hot_starts"`
 		} `json:"server"`
+		ServerWarm struct {
+			Cold int64 `json:"cold_starts"`
+			Hot  int64 `json:"hot_starts"`
+		} `json:"server_warm"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
@@ -267,8 +271,8 @@ func TestLoadtestCold(t *testing.T) {
 	if res.Count != 6 || res.Errors != 0 || res.ColdP50 <= 0 || res.WarmP99 <= 0 {
 		t.Fatalf("result %+v; want 6 requests, no errors, positive latencies", res)
 	}
-	if res.Server.Cold != 6 || res.Server.Hot != 6 {
-		t.Fatalf("server saw %d cold and %d hot starts; want 6 and 6", res.Server.Cold, res.Server.Hot)
+	if res.Server.Cold != 6 || res.Server.Hot != 0 || res.ServerWarm.Cold != 0 || res.ServerWarm.Hot != 6 {
+		t.Fatalf("server saw %+v starts in the cold phase and %+v in the warm one; want 6 cold, then 6 hot", res.Server, res.ServerWarm)
 	}
 	out, err = p.cli("ls", "--json")
 	if err != nil || strings.Contains(out, "cold-") {

@@ -73,9 +73,11 @@ func printCold(r *loadtest.ColdResult) {
 	}{{"cold", r.Latency}, {"warm", r.Warm}} {
 		fmt.Printf("%-6s %7d %7.0fµs %7.0fµs %7.0fµs %7.0fµs %7.0fµs\n", row.name, row.l.Count, row.l.P50, row.l.P90, row.l.P99, row.l.P999, row.l.Max)
 	}
-	s := r.Server
-	fmt.Printf("server: starts cold %d, hot %d, disk %d; instantiate mean %.0fµs (p99 ≤ %.0fµs), run mean %.0fµs, request mean %.0fµs (p99 ≤ %.0fµs)\n",
+	s, w := r.Server, r.ServerWarm
+	fmt.Printf("server, cold: starts cold %d, hot %d, disk %d; instantiate mean %.0fµs (p99 ≤ %.0fµs), run mean %.0fµs, request mean %.0fµs (p99 ≤ %.0fµs)\n",
 		s.ColdStarts, s.HotStarts, s.DiskStarts, s.InstantiateMean, s.InstantiateP99, s.RunMean, s.RequestMean, s.RequestP99)
+	fmt.Printf("server, warm: starts cold %d, hot %d, disk %d; run mean %.0fµs, request mean %.0fµs (p99 ≤ %.0fµs)\n",
+		w.ColdStarts, w.HotStarts, w.DiskStarts, w.RunMean, w.RequestMean, w.RequestP99)
 	fmt.Printf("generator send lag p99 %.0fµs (included in the latencies above)\n", r.SendLagP99)
 	if r.Errors > 0 {
 		fmt.Printf("errors: %d requests failed or answered non-200\n", r.Errors)
