@@ -35,6 +35,8 @@ type testServer struct {
 	node *natsnode.Node
 	rt   *pool.Runtime
 	logs *logBuffer
+
+	ownNode bool // stop closes node
 }
 
 // logBuffer collects the server's log; the server writes while tests read.
@@ -57,13 +59,22 @@ func (l *logBuffer) String() string {
 
 func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	node, err := natsnode.Start(ctx, natsnode.Options{Dir: dataDir + "/jetstream"})
+	node, err := natsnode.Start(context.Background(), natsnode.Options{Dir: dataDir + "/jetstream"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := startServerOn(t, node, maxModule)
+	s.ownNode = true
+	return s
+}
+
+// startServerOn starts a gateway on node, which may be shared with other gateways: nodes of
+// one deployment.
+func startServerOn(t testing.TB, node *natsnode.Node, maxModule int) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	reg, err := registry.Open(ctx, node)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +129,9 @@ func (s *testServer) stop() {
 	defer cancel()
 	_ = s.gw.Shutdown(ctx)
 	_ = s.rt.Close(ctx)
-	_ = s.node.Close()
+	if s.ownNode {
+		_ = s.node.Close()
+	}
 	s.gw = nil
 }
 
