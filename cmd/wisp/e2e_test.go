@@ -224,6 +224,9 @@ func TestCLIErrors(t *testing.T) {
 		{"bad name", []string{"deploy", "Bad_Name", wispBin}, "name"},
 		{"unknown function", []string{"invoke", "nope"}, "404"},
 		{"rm unknown", []string{"rm", "nope"}, "not found"},
+		{"versions of unknown", []string{"ls", "nope"}, "not found"},
+		{"versions of a bad name", []string{"ls", "Bad_Name"}, "name"},
+		{"bad fetch allow", []string{"deploy", "x", wispBin, "--fetch-allow", "http://x"}, "fetch_allow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -102,7 +102,7 @@ func TestTwoNodesShareOneRegistry(t *testing.T) {
 	if _, err := a.cli("deploy", "hello", buildtest.Dir("echo")); err != nil {
 		t.Fatalf("second deploy of hello: %v", err)
 	}
-	waitBody(t, b.url+"/hello/", func(body string) bool { return strings.Contains(body, `"method"`) })
+	waitBodyLag(t, b.url+"/hello/", func(body string) bool { return strings.Contains(body, `"method"`) })
 	if _, err := a.cli("rollback", "hello"); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -127,8 +127,6 @@ func TestTwoNodesShareOneRegistry(t *testing.T) {
 		t.Fatalf("echo after hello's removal: %d; want 200", status)
 	}
 }
-
-func waitBody(t *testing.T, url string, ok func(string) bool) { t.Helper(); waitBodyLag(t, url, ok) }
 
 // waitBodyLag polls url until it answers 200 with a body ok accepts, and returns how long
 // that took.
@@ -174,7 +172,7 @@ func TestRegionsHomeAndEdge(t *testing.T) {
 	waitStatus(t, edge.url+"/hello/", 404, 30*time.Second)
 }
 
-func TestServeRefusesBadRegions(t *testing.T) {
+func TestServeRefusesBadFlags(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
@@ -185,6 +183,7 @@ func TestServeRefusesBadRegions(t *testing.T) {
 		{"leaf listener without region", []string{"--leaf-listen", "127.0.0.1:0"}, "own region"},
 		{"leaf remote on home", []string{"--region", "us", "--leaf-remote", "127.0.0.1:7422"}, "no leaf remotes"},
 		{"bad leaf remote", []string{"--region", "eu", "--home-region", "us", "--leaf-remote", "nats-leaf://nowhere"}, "invalid leaf remote"},
+		{"bad pprof address", []string{"--pprof-listen", "nowhere"}, "--pprof-listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

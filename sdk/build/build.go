@@ -98,7 +98,7 @@ func Build(ctx context.Context, opt Options) error {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
 	defer os.RemoveAll(tmp)
-	sdkDir, err := sdkCopy()
+	sdkDir, err := sdkCopy(tmp)
 	if err != nil {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
@@ -370,13 +370,24 @@ func (g goTool) command(ctx context.Context, dir string, args []string) *exec.Cm
 // sdkCopy returns a directory holding the bundled SDK, writing it on first use. Its path depends
 // only on the SDK's content: Go records the directory of a replaced module in the binary, so a
 // path that changed from build to build would make every build of the same source a different
-// module (another compile, another snapshot, another copy in the code store).
-func sdkCopy() (string, error) {
-	dir := filepath.Join(os.TempDir(), "wisp-sdk-"+bundle.Digest()[:16])
+// module (another compile, another snapshot, another copy in the code store). It lives in the
+// user's cache directory, where no other user can plant files; without one, each build gets a
+// fresh private directory (and its output is not reproducible).
+func sdkCopy(tmp string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		dir := filepath.Join(tmp, "sdk")
+		return dir, bundle.Write(dir)
+	}
+	parent := filepath.Join(cache, "wisp")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(parent, "sdk-"+bundle.Digest()[:16])
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 		return dir, nil
 	}
-	tmp, err := os.MkdirTemp(os.TempDir(), "wisp-sdk-*.tmp")
+	tmp, err = os.MkdirTemp(parent, "sdk-*.tmp")
 	if err != nil {
 		return "", err
 	}
