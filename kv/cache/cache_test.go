@@ -47,6 +47,14 @@ func newCache(tb testing.TB, s store.Store, o Options) *Cache {
 		tb.Fatalf("New: %v", err)
 	}
 	tb.Cleanup(c.Close)
+	// Fills made before the watch is ready are not kept; tests that count hits and
+	// invalidations start from a cache that keeps them.
+	eventually(tb, "the cache's watch is ready", func() error {
+		if !c.live.Load() {
+			return errors.New("not live")
+		}
+		return nil
+	})
 	return c
 }
 
