@@ -41,6 +41,9 @@ type code struct {
 	image         *cowmem.Image
 	clock         int64     // guest monotonic clock at the snapshot
 	base          time.Time // when the snapshot was loaded in this process
+	// reqBuf is the request buffer the guest allocated before the snapshot (address and size;
+	// 0 if none): every instance starts with it, so a cold start makes no wisp_alloc call.
+	reqBuf, reqBufSize uint32
 
 	mu       sync.Mutex            // guards the fields below
 	compiled wazero.CompiledModule // nil while evicted
@@ -54,7 +57,7 @@ type code struct {
 const initTimeout = time.Minute
 
 // snapshotFormat versions what is stored under Config.SnapshotDir.
-const snapshotFormat = "wisp-snapshot-2" // 2: modules carry the interrupt flag
+const snapshotFormat = "wisp-snapshot-3" // 2: modules carry the interrupt flag; 3: and a request buffer
 
 func codeKey(wasm []byte, env []string, warmUp bool) string {
 	h := sha256.New()
@@ -108,8 +111,16 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limi
 	tctx, cancel := context.WithTimeout(ctx, max(lim.Timeout, initTimeout))
 	defer cancel()
 	opt := snapshot.Options{Env: env, Stdout: logw.stream("stdout"), Stderr: logw.stream("stderr")}
-	if spec.WarmUp {
-		opt.WarmUp = warmUp
+	var reqBuf uint32
+	opt.WarmUp = func(ctx context.Context, mod api.Module) error {
+		if spec.WarmUp {
+			if err := warmUp(ctx, mod); err != nil {
+				return err
+			}
+		}
+		var err error
+		reqBuf, err = allocRequestBuffer(ctx, mod)
+		return err
 	}
 	snap, err := snapshot.Take(tctx, r.guard, wasm, opt)
 	if errors.Is(err, snapshot.ErrUnsupported) || errors.Is(err, snapshot.ErrNotReactor) {
@@ -124,7 +135,10 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limi
 		return nil, false, fmt.Errorf("cannot map snapshot memory: %w", err)
 	}
 	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now(), wz: rt, interruptible: interruptible}
-	if err := r.storeSnapshot(key, snap, interruptible); err != nil {
+	if reqBuf != 0 {
+		c.reqBuf, c.reqBufSize = reqBuf, requestBufferSize
+	}
+	if err := r.storeSnapshot(key, snap, c); err != nil {
 		r.log.Warn("cannot store snapshot; it will be taken again after a restart", "function", spec.Name, "error", err)
 	}
 	return c, false, nil
@@ -155,12 +169,40 @@ func warmUp(ctx context.Context, mod api.Module) error {
 	return nil
 }
 
+// requestBufferSize is the size of the request buffer a guest allocates before its snapshot,
+// and the least the request path asks wisp_alloc for.
+const requestBufferSize = 4096
+
+// allocRequestBuffer has the guest allocate its request buffer (wisp_alloc) before the snapshot,
+// so that the allocation, and the first call's setup in the guest, are not paid by every cold
+// start. It returns the buffer's address, or 0 when the module exports no wisp_alloc or its
+// answer is unusable (instances then allocate on their first request, where a broken guest
+// fails as such).
+func allocRequestBuffer(ctx context.Context, mod api.Module) (uint32, error) {
+	alloc := mod.ExportedFunction(exportAlloc)
+	if alloc == nil {
+		return 0, nil
+	}
+	res, err := alloc.Call(ctx, requestBufferSize)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", exportAlloc, err)
+	}
+	ptr := uint32(res[0])
+	if _, ok := mod.Memory().Read(ptr, requestBufferSize); !ok || ptr == 0 {
+		return 0, nil
+	}
+	return ptr, nil
+}
+
 // snapshotMeta is the small JSON file that completes a stored snapshot.
 type snapshotMeta struct {
 	Format        string `json:"format"`
 	Clock         int64  `json:"clock"`
 	Pages         int    `json:"pages"`
 	Interruptible bool   `json:"interruptible"`
+	// RequestBuffer and RequestBufferSize are code.reqBuf and code.reqBufSize.
+	RequestBuffer     uint32 `json:"request_buffer,omitempty"`
+	RequestBufferSize uint32 `json:"request_buffer_size,omitempty"`
 }
 
 func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
@@ -170,7 +212,7 @@ func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
 
 // storeSnapshot writes module, memory image (zstd) and metadata, each atomically; the metadata
 // goes last, so a snapshot without it is incomplete and ignored.
-func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, interruptible bool) error {
+func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, c *code) error {
 	if r.snapDir == "" {
 		return nil
 	}
@@ -184,7 +226,8 @@ func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, interruptible 
 	if err := writeFileAtomic(memPath, zstdEncoder.EncodeAll(s.Memory, nil)); err != nil {
 		return err
 	}
-	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage, Interruptible: interruptible})
+	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage,
+		Interruptible: c.interruptible, RequestBuffer: c.reqBuf, RequestBufferSize: c.reqBufSize})
 	return writeFileAtomic(metaPath, meta)
 }
 
@@ -222,7 +265,12 @@ func (r *Runtime) loadSnapshot(key string) (*code, error) {
 	if meta.Interruptible {
 		rt = r.fast
 	}
-	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now(), wz: rt, interruptible: meta.Interruptible}, nil
+	if end := uint64(meta.RequestBuffer) + uint64(meta.RequestBufferSize); end > uint64(len(mem)) {
+		img.Close()
+		return nil, fmt.Errorf("bad snapshot metadata %s: request buffer %#x+%d outside memory of %d bytes", metaPath, meta.RequestBuffer, meta.RequestBufferSize, len(mem))
+	}
+	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now(), wz: rt, interruptible: meta.Interruptible,
+		reqBuf: meta.RequestBuffer, reqBufSize: meta.RequestBufferSize}, nil
 }
 
 func writeFileAtomic(path string, b []byte) error {

@@ -6,3 +6,6 @@ func (f *Function) CodeResident() bool {
 	defer f.code.mu.Unlock()
 	return f.code.compiled != nil
 }
+
+// RequestBuffer returns the request buffer every instance of f starts with (0, 0 if none).
+func (f *Function) RequestBuffer() (ptr, size uint32) { return f.code.reqBuf, f.code.reqBufSize }

@@ -331,6 +331,8 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 		mem:    mod.ExportedMemory(exportMemory),
 		alloc:  mod.ExportedFunction(exportAlloc),
 		handle: mod.ExportedFunction(exportHandle),
+		bufPtr: f.code.reqBuf,
+		bufCap: f.code.reqBufSize,
 	}
 	if f.ringFn != nil {
 		in.ring = f.ringFn.NewInstance()
@@ -570,10 +572,7 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 		return f.fault(FaultBadResponse, fmt.Sprintf("request of %d bytes exceeds wasm32 addressing", size))
 	}
 	if uint32(size) > in.bufCap {
-		want := uint32(size)
-		if want < 4096 {
-			want = 4096
-		}
+		want := max(uint32(size), requestBufferSize)
 		in.stack[0] = uint64(want)
 		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
 			return f.callError(ctx, in, err)

@@ -3,10 +3,12 @@ package pool_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -298,6 +300,68 @@ func TestSnapshotSurvivesRestart(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(dir, first+".*"))
 	if len(files) != 3 {
 		t.Fatalf("snapshot files %v; want module, memory and metadata", files)
+	}
+}
+
+// TestColdInstancesStartWithARequestBuffer checks that the request buffer the guest allocated
+// before its snapshot survives storing and reloading, that cold instances serve requests that
+// fit it and requests that do not, and that stored metadata naming a buffer outside the image
+// is refused (the snapshot is taken again).
+func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
+	dir := t.TempDir()
+	spec := pool.Spec{Name: "echo", Wasm: buildtest.Wasm(t, "echo")}
+	big := strings.Repeat("x", 10000)
+	var key string
+	var firstPtr uint32
+	for run := range 3 {
+		rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := rt.Compile(context.Background(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ptr, size := f.RequestBuffer()
+		if ptr == 0 || size != 4096 {
+			t.Fatalf("run %d: request buffer %#x+%d; want one of 4096 bytes", run, ptr, size)
+		}
+		if run == 0 {
+			firstPtr = ptr
+		} else if ptr != firstPtr { // a snapshot taken again allocates at the same address
+			t.Fatalf("run %d: request buffer at %#x; want %#x as in the first run", run, ptr, firstPtr)
+		}
+		for _, body := range []string{"", "small", big} {
+			pool.DiscardIdle(f)
+			req := request("POST", "/")
+			req.Body = []byte(body)
+			r, err := invoke(f, req)
+			if err != nil || r.status != 200 || !strings.Contains(r.body, fmt.Sprintf(`"body_length":%d`, len(body))) {
+				t.Fatalf("run %d: cold request with a body of %d bytes: %+v %v", run, len(body), r, err)
+			}
+		}
+		key = f.CodeKey()
+		f.Close()
+		_ = rt.Close(context.Background())
+		if run == 1 { // the next run finds metadata naming a buffer past the end of memory
+			path := filepath.Join(dir, key+".json")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var meta map[string]any
+			if err := json.Unmarshal(b, &meta); err != nil {
+				t.Fatal(err)
+			}
+			if meta["request_buffer"] != float64(ptr) {
+				t.Fatalf("stored metadata %s; want request_buffer %d", b, ptr)
+			}
+			meta["request_buffer"] = float64(1 << 31)
+			b, _ = json.Marshal(meta)
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
