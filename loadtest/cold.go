@@ -39,6 +39,10 @@ type ColdConfig struct {
 	Connections int `json:"connections"`
 	// WarmUp deploys with warmup=true (one synthetic request before each snapshot).
 	WarmUp bool `json:"warmup"`
+	// BusyPoll makes the client spin on its connection while a request is in flight instead
+	// of sleeping until the response arrives: the latencies then leave out the client's own
+	// wake-up. It keeps a CPU busy; pin the generator with taskset. Unix only.
+	BusyPoll bool `json:"busy_poll,omitempty"`
 	// Keep leaves the functions deployed after the run.
 	Keep bool `json:"keep,omitempty"`
 	// Wasm is the module to deploy; nil means the Go hello guest inside the binary.
@@ -233,6 +237,7 @@ func oneEach(ctx context.Context, cfg ColdConfig, names []string) (latency Laten
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Connections && w < len(names); w++ {
 		c := newConnCaller(t, nil)
+		c.busy = cfg.BusyPoll
 		// Connect before the clock starts: connection setup is not part of a cold start.
 		if err := c.dial(); err != nil {
 			return Latency{}, Latency{}, 0, fmt.Errorf("cannot connect to %s: %w", t.addr, err)

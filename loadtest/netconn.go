@@ -17,6 +17,7 @@ type connCaller struct {
 	req     []byte
 	timeout time.Duration
 	dialer  net.Dialer
+	busy    bool // spin on non-blocking reads instead of sleeping (busyRead)
 
 	conn net.Conn // nil until dialed and after a failure; the worker's
 	buf  []byte
@@ -53,7 +54,13 @@ func (c *connCaller) do(now time.Time) (int, error) {
 	}
 	c.p.reset()
 	for {
-		n, err := c.conn.Read(c.buf)
+		var n int
+		var err error
+		if c.busy {
+			n, err = busyRead(c.conn, c.buf, now.Add(c.timeout))
+		} else {
+			n, err = c.conn.Read(c.buf)
+		}
 		if n > 0 {
 			used, done, perr := c.p.feed(c.buf[:n])
 			if perr != nil {

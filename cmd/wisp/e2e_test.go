@@ -250,11 +250,14 @@ func TestCLIErrors(t *testing.T) {
 
 func TestLoadtestCold(t *testing.T) {
 	p := startWisp(t, t.TempDir())
-	out, err := p.cli("loadtest", "cold", "--functions", "6", "--rate", "50", "--json")
+	out, err := p.cli("loadtest", "cold", "--functions", "6", "--rate", "50", "--busy-poll", "--json")
 	if err != nil {
 		t.Fatalf("loadtest cold: %v", err)
 	}
 	var res struct {
+		Config struct {
+			BusyPoll bool `json:"busy_poll"`
+		} `json:"config"`
 		Count   int64   `json:"count"`
 		ColdP50 float64 `json:"cold_p50_us"`
 		WarmP99 float64 `json:"warm_p99_us"`
@@ -271,8 +274,8 @@ func TestLoadtestCold(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	if res.Count != 6 || res.Errors != 0 || res.ColdP50 <= 0 || res.WarmP99 <= 0 {
-		t.Fatalf("result %+v; want 6 requests, no errors, positive latencies", res)
+	if res.Count != 6 || res.Errors != 0 || res.ColdP50 <= 0 || res.WarmP99 <= 0 || !res.Config.BusyPoll {
+		t.Fatalf("result %+v; want 6 requests, no errors, positive latencies, busy poll", res)
 	}
 	if res.Server.Cold != 6 || res.Server.Hot != 0 || res.ServerWarm.Cold != 0 || res.ServerWarm.Hot != 6 {
 		t.Fatalf("server saw %+v starts in the cold phase and %+v in the warm one; want 6 cold, then 6 hot", res.Server, res.ServerWarm)

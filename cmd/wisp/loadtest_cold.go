@@ -58,14 +58,15 @@ the server's own phase metrics are read from /metrics. The functions are removed
 	fl.Float64Var(&cfg.Rate, "rate", 100, "open-loop arrival rate of the requests, per second")
 	fl.IntVar(&cfg.Connections, "connections", 8, "kept-alive connections carrying the requests")
 	fl.BoolVar(&cfg.WarmUp, "warmup", false, "deploy with warmup=true (one synthetic request before each snapshot)")
+	fl.BoolVar(&cfg.BusyPoll, "busy-poll", false, "spin on the connection while a request is in flight instead of sleeping: leaves the client's wake-up out of the latencies; pin the generator with taskset")
 	fl.BoolVar(&cfg.Keep, "keep", false, "leave the functions deployed")
 	fl.BoolVar(&jsonOut, "json", false, "print the result as one JSON object")
 	return cmd
 }
 
 func printCold(r *loadtest.ColdResult) {
-	fmt.Printf("cold starts: %d functions (distinct %v, warmup %v), one request each at %.0f/s; deploy took %.1fs\n",
-		r.Config.Functions, r.Config.Distinct, r.Config.WarmUp, r.Config.Rate, r.DeploySeconds)
+	fmt.Printf("cold starts: %d functions (distinct %v, warmup %v, busy poll %v), one request each at %.0f/s; deploy took %.1fs\n",
+		r.Config.Functions, r.Config.Distinct, r.Config.WarmUp, r.Config.BusyPoll, r.Config.Rate, r.DeploySeconds)
 	fmt.Printf("%-6s %7s %9s %9s %9s %9s %9s\n", "", "count", "p50", "p90", "p99", "p99.9", "max")
 	for _, row := range []struct {
 		name string
