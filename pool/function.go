@@ -292,7 +292,7 @@ func (f *Function) drainIdle() {
 type instance struct {
 	mod      api.Module
 	mem      api.Memory
-	alloc    api.Function
+	alloc    api.Function // nil until the first request that needs a new buffer
 	handle   api.Function
 	stack    [2]uint64 // CallWithStack scratch: params in, results out
 	bufPtr   uint32    // request buffer from wisp_alloc
@@ -329,7 +329,6 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 	in := &instance{
 		mod:    mod,
 		mem:    mod.ExportedMemory(exportMemory),
-		alloc:  mod.ExportedFunction(exportAlloc),
 		handle: mod.ExportedFunction(exportHandle),
 		bufPtr: f.code.reqBuf,
 		bufCap: f.code.reqBufSize,
@@ -573,6 +572,11 @@ func (f *Function) call(ctx context.Context, in *instance, req *abi.Request, res
 	}
 	if uint32(size) > in.bufCap {
 		want := max(uint32(size), requestBufferSize)
+		if in.alloc == nil {
+			// Looked up on first use: each exported function wazero hands out carries its own
+			// 10 KiB call stack, and a restored instance starts with its request buffer.
+			in.alloc = in.mod.ExportedFunction(exportAlloc)
+		}
 		in.stack[0] = uint64(want)
 		if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
 			return f.callError(ctx, in, err)
