@@ -32,7 +32,7 @@ import (
 // guest code, and its memory is a private copy-on-write mapping of the image. Other code is the
 // original module, initialized (_initialize, wisp_start) at every instantiation.
 type code struct {
-	key    string // content key: module, environment, warm-up, format
+	key    string // content key: module, environment, warm-up, format; functions with equal keys share code
 	served []byte // module instances are created from
 	// wz is the runtime served is compiled in: Runtime.fast when served has an interrupt flag
 	// (interruptible), Runtime.guard otherwise.
@@ -44,6 +44,8 @@ type code struct {
 	// reqBuf is the request buffer the guest allocated before the snapshot (address and size;
 	// 0 if none): every instance starts with it, so a cold start makes no wisp_alloc call.
 	reqBuf, reqBufSize uint32
+
+	refs int // functions using this code; guarded by Runtime.mu
 
 	mu       sync.Mutex            // guards the fields below
 	compiled wazero.CompiledModule // nil while evicted
@@ -86,8 +88,7 @@ func envList(env map[string]string) []string {
 // prepare turns a module into code: it loads a stored snapshot of it, or takes one (and stores
 // it), or, for a module a snapshot cannot capture, keeps the original. A module that fails to
 // initialize is an error.
-func (r *Runtime) prepare(ctx context.Context, spec Spec, env []string, lim Limits, logw *lineLogger) (*code, bool, error) {
-	key := codeKey(spec.Wasm, env, spec.WarmUp)
+func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []string, lim Limits, logw *lineLogger) (*code, bool, error) {
 	if c, err := r.loadSnapshot(key); err == nil {
 		return c, true, nil
 	} else if !errors.Is(err, os.ErrNotExist) {

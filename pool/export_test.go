@@ -9,3 +9,20 @@ func (f *Function) CodeResident() bool {
 
 // RequestBuffer returns the request buffer every instance of f starts with (0, 0 if none).
 func (f *Function) RequestBuffer() (ptr, size uint32) { return f.code.reqBuf, f.code.reqBufSize }
+
+// SharesCode reports whether a and b run the same code (one compiled module, one image).
+func SharesCode(a, b *Function) bool { return a.code == b.code }
+
+// CodeClosed reports whether f's code has been closed (no compiled module, no image).
+func (f *Function) CodeClosed() bool {
+	f.code.mu.Lock()
+	defer f.code.mu.Unlock()
+	return f.code.compiled == nil && f.code.image == nil && f.code.retired
+}
+
+// SharedCodes returns how many distinct codes r's functions use.
+func (r *Runtime) SharedCodes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.codes)
+}

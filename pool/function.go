@@ -90,33 +90,44 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	stats := r.stats.get(spec.Name)
 	logw := newLineLogger(r.log, spec.Name)
 	env := envList(spec.Env)
-	c, stored, err := r.prepare(ctx, spec, env, lim, logw)
-	if err != nil {
-		return nil, fmt.Errorf("cannot pre-initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	key := codeKey(spec.Wasm, env, spec.WarmUp)
+	c, stored := r.shareCode(key), false
+	if c == nil {
+		var err error
+		if c, stored, err = r.prepare(ctx, spec, key, env, lim, logw); err != nil {
+			return nil, fmt.Errorf("cannot pre-initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
+		}
+		compiled, err := c.wz.CompileModule(ctx, c.served)
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
+		}
+		c.compiled, c.lastUse = compiled, time.Now()
+		c = r.registerCode(c)
 	}
-	compiled, err := c.wz.CompileModule(ctx, c.served)
+	// From here on c is this function's: every failure drops it (it stays with the other
+	// functions that share it).
+	compiled, _, err := r.useCode(ctx, c)
 	if err != nil {
-		c.close()
+		r.dropCode(c)
 		return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
 	}
-	if err := checkExports(compiled, lim); err != nil {
-		_ = compiled.Close(ctx)
-		c.close()
-		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+	fail := func(format string, err error) (*Function, error) {
+		r.releaseCode(c)
+		r.dropCode(c)
+		return nil, fmt.Errorf(format, spec.Name, ErrInvalidModule, err)
 	}
-	c.compiled, c.lastUse = compiled, time.Now()
+	if err := checkExports(compiled, lim); err != nil {
+		return fail("cannot compile %q: %w: %w", err)
+	}
 	stats.compileSeconds.UpdateDuration(start)
 	var ringFn *ring.Function
 	if importsRing(compiled) {
 		if r.ring == nil {
-			_ = compiled.Close(ctx)
-			c.close()
-			return nil, fmt.Errorf("cannot compile %q: %w: it imports the %q host module, which this node does not serve", spec.Name, ErrInvalidModule, ring.ModuleName)
+			return fail("cannot compile %q: %w: %w", fmt.Errorf("it imports the %q host module, which this node does not serve", ring.ModuleName))
 		}
 		if ringFn, err = r.ring.NewFunction(ring.FunctionConfig{Name: spec.Name, Namespace: spec.KVNamespace, Fetch: ring.FetchPolicy{Allow: spec.FetchAllow}}); err != nil {
-			_ = compiled.Close(ctx)
-			c.close()
-			return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+			return fail("cannot compile %q: %w: %w", err)
 		}
 	}
 
@@ -134,16 +145,15 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	f.modCfg, err = moduleConfig(c, env, logw)
 	if err != nil {
-		f.code.close()
-		return nil, fmt.Errorf("cannot compile %q: %w: %w", spec.Name, ErrInvalidModule, err)
+		return fail("cannot compile %q: %w: %w", err)
 	}
 	ictx, cancel := context.WithTimeout(ctx, lim.Timeout)
 	in, err := f.instantiate(ictx)
 	cancel()
 	if err != nil {
-		f.code.close()
-		return nil, fmt.Errorf("cannot initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
+		return fail("cannot initialize %q: %w: %w", err)
 	}
+	r.releaseCode(c) // the trial instance holds it now
 	// The trial instance proved the code runs; it is not kept, so a deployed function that is
 	// never called holds no instance, and its first request is a true cold start.
 	f.live.Store(1)
@@ -271,7 +281,7 @@ func (f *Function) finishIfDone() {
 	if f.closed.Load() && f.live.Load() == 0 {
 		f.finishOnce.Do(func() {
 			f.rt.untrack(f)
-			f.rt.retireCode(f.code)
+			f.rt.dropCode(f.code)
 		})
 	}
 }

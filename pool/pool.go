@@ -77,7 +77,8 @@ type Runtime struct {
 
 	mu     sync.Mutex
 	closed bool
-	fns    map[*Function]struct{} // live functions: for the reaper and eviction
+	fns    map[*Function]struct{} // live functions: for the reaper
+	codes  map[string]*code       // code in use by functions, by key: shared, and for eviction
 }
 
 // New starts a Runtime.
@@ -144,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		fast: fast, guard: guard, cache: cache, workers: workers, log: log, ring: cfg.Ring,
 		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
-		fns: map[*Function]struct{}{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
+		fns: map[*Function]struct{}{}, codes: map[string]*code{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
 	}
 	if r.budget <= 0 {
 		r.budget = DefaultCodeBudget

@@ -365,6 +365,76 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 	}
 }
 
+// TestIdenticalModulesShareCode deploys one module under several names, some at once: they
+// share one compiled module and one snapshot image, each keeps serving while the others
+// close, and the code is closed with the last of them. A different environment is different
+// code.
+func TestIdenticalModulesShareCode(t *testing.T) {
+	rt := newRuntime(t)
+	wasm := buildtest.Wasm(t, "hello")
+	fns := make([]*pool.Function, 4)
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fns[i], errs[i] = rt.Compile(context.Background(), pool.Spec{Name: fmt.Sprint("same-", i), Wasm: wasm})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("compile %d: %v", i, err)
+		}
+	}
+	other, err := rt.Compile(context.Background(), pool.Spec{Name: "other-env", Wasm: wasm, Env: map[string]string{"GREETING": "hi"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i, f := range fns[1:] {
+		if !pool.SharesCode(fns[0], f) {
+			t.Fatalf("same-%d does not share same-0's code", i+1)
+		}
+	}
+	if pool.SharesCode(fns[0], other) {
+		t.Fatal("a function with another environment shares code")
+	}
+	if n := rt.SharedCodes(); n != 2 {
+		t.Fatalf("%d codes in use; want 2", n)
+	}
+	for i, f := range fns {
+		f.Close()
+		if i == len(fns)-1 { // instances close off the caller's path; the code goes with them
+			for deadline := time.Now().Add(10 * time.Second); !f.CodeClosed(); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("code still open 10s after its last function closed")
+				}
+			}
+		} else if f.CodeClosed() {
+			t.Fatalf("after closing same-0..%d: code closed under same-%d", i, i+1)
+		}
+		for _, g := range fns[i+1:] {
+			pool.DiscardIdle(g)
+			if r, err := invoke(g, request("GET", "/")); err != nil || r.status != 200 {
+				t.Fatalf("after closing same-0..%d, a cold request: %+v %v", i, r, err)
+			}
+		}
+	}
+	if n := rt.SharedCodes(); n != 1 {
+		t.Fatalf("%d codes in use after closing the same-* functions; want 1", n)
+	}
+	again, err := rt.Compile(context.Background(), pool.Spec{Name: "again", Wasm: wasm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if r, err := invoke(again, request("GET", "/")); err != nil || r.status != 200 {
+		t.Fatalf("redeployed after its code closed: %+v %v", r, err)
+	}
+}
+
 // metricValue returns the value of one exported series, or -1 if it is absent.
 func metricValue(t *testing.T, series string) float64 {
 	t.Helper()

@@ -78,6 +78,48 @@ func (r *Runtime) releaseCode(c *code) bool {
 	return c.users == 0
 }
 
+// shareCode returns the code in use under key, counting one more function using it, or nil.
+func (r *Runtime) shareCode(key string) *code {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.codes[key]
+	if c != nil {
+		c.refs++
+	}
+	return c
+}
+
+// registerCode makes freshly prepared code shareable and returns the code the caller should
+// use: c, or the code another Compile of the same key registered first (c is then closed).
+func (r *Runtime) registerCode(c *code) *code {
+	r.mu.Lock()
+	if old := r.codes[c.key]; old != nil {
+		old.refs++
+		r.mu.Unlock()
+		c.close()
+		return old
+	}
+	c.refs = 1
+	r.codes[c.key] = c
+	r.mu.Unlock()
+	return c
+}
+
+// dropCode ends one function's use of c. The last one retires it: no new function shares it,
+// and it is closed with its last instance.
+func (r *Runtime) dropCode(c *code) {
+	r.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last && r.codes[c.key] == c {
+		delete(r.codes, c.key)
+	}
+	r.mu.Unlock()
+	if last {
+		r.retireCode(c)
+	}
+}
+
 // retireCode marks c as no longer needed; it is closed now or when its last instance goes.
 func (r *Runtime) retireCode(c *code) {
 	c.mu.Lock()
@@ -125,9 +167,9 @@ func (r *Runtime) untrack(f *Function) {
 // the code from the file compilation cache (the disk tier).
 func (r *Runtime) evictOverBudget() {
 	r.mu.Lock()
-	codes := make([]*code, 0, len(r.fns))
-	for f := range r.fns {
-		codes = append(codes, f.code)
+	codes := make([]*code, 0, len(r.codes))
+	for _, c := range r.codes {
+		codes = append(codes, c)
 	}
 	r.mu.Unlock()
 	type cand struct {
