@@ -1,5 +1,7 @@
 package pool
 
+import "time"
+
 // CodeResident reports whether f's compiled code is in memory (not evicted to the disk tier).
 func (f *Function) CodeResident() bool {
 	f.code.mu.Lock()
@@ -25,4 +27,12 @@ func (r *Runtime) SharedCodes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.codes)
+}
+
+// SetInterpretBudget makes pre-initialization give up on the interpreter after d, until the
+// test ends.
+func SetInterpretBudget(t interface{ Cleanup(func()) }, d time.Duration) {
+	prev := interpretBudget
+	interpretBudget = func(int) time.Duration { return d }
+	t.Cleanup(func() { interpretBudget = prev })
 }

@@ -97,7 +97,7 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 		if c, stored, err = r.prepare(ctx, spec, key, env, lim, logw); err != nil {
 			return nil, fmt.Errorf("cannot pre-initialize %q: %w: %w", spec.Name, ErrInvalidModule, err)
 		}
-		compiled, err := c.wz.CompileModule(ctx, c.served)
+		compiled, err := c.wz.CompileModule(compileContext(ctx), c.served)
 		if err != nil {
 			c.close()
 			return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)

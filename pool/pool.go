@@ -57,10 +57,12 @@ const (
 type Runtime struct {
 	// fast runs code instrumented with an interrupt flag (pool/snapshot.InstrumentInterrupt):
 	// deadlines cost a flag check per loop iteration. guard has wazero's close-on-context-done
-	// for what cannot be instrumented, and for pre-initialization, whose copy of the guest
-	// runs inside pool/snapshot.
+	// for what cannot be instrumented, and for pre-initialization that the interpreter took
+	// too long over (its copy of the guest runs inside pool/snapshot). interp is wazero's
+	// interpreter, where pre-initialization runs first: it needs no compile (takeSnapshot).
 	fast    wazero.Runtime
 	guard   wazero.Runtime
+	interp  wazero.Runtime
 	running runningSet
 	ring    *ring.Host
 	cache   wazero.CompilationCache
@@ -93,12 +95,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	newRuntime := func(closeOnDone bool) (wazero.Runtime, error) {
-		rc := wazero.NewRuntimeConfigCompiler().
-			WithCompilationCache(cache).
-			WithCloseOnContextDone(closeOnDone).
-			WithMemoryLimitPages(MaxMemoryBytes / wasmPage)
-		wz := wazero.NewRuntimeWithConfig(ctx, rc)
+	newRuntime := func(rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+		wz := wazero.NewRuntimeWithConfig(ctx, rc.WithMemoryLimitPages(MaxMemoryBytes/wasmPage))
 		if _, err := wasi_snapshot_preview1.Instantiate(ctx, wz); err != nil {
 			_ = wz.Close(ctx)
 			return nil, fmt.Errorf("cannot instantiate WASI: %w", err)
@@ -107,8 +105,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if cfg.Ring != nil {
 		prev := newRuntime
-		newRuntime = func(closeOnDone bool) (wazero.Runtime, error) {
-			wz, err := prev(closeOnDone)
+		newRuntime = func(rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+			wz, err := prev(rc)
 			if err != nil {
 				return nil, err
 			}
@@ -119,13 +117,20 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return wz, nil
 		}
 	}
-	fast, err := newRuntime(false)
+	compiler := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+	fast, err := newRuntime(compiler)
 	if err != nil {
 		return nil, err
 	}
-	guard, err := newRuntime(true)
+	guard, err := newRuntime(compiler.WithCloseOnContextDone(true))
 	if err != nil {
 		_ = fast.Close(ctx)
+		return nil, err
+	}
+	interp, err := newRuntime(wazero.NewRuntimeConfigInterpreter().WithCloseOnContextDone(true))
+	if err != nil {
+		_ = fast.Close(ctx)
+		_ = guard.Close(ctx)
 		return nil, err
 	}
 	n := cfg.Workers
@@ -136,6 +141,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		_ = fast.Close(ctx)
 		_ = guard.Close(ctx)
+		_ = interp.Close(ctx)
 		return nil, fmt.Errorf("cannot start %d workers: %w", n, err)
 	}
 	log := cfg.Logger
@@ -143,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log = slog.Default()
 	}
 	r := &Runtime{
-		fast: fast, guard: guard, cache: cache, workers: workers, log: log, ring: cfg.Ring,
+		fast: fast, guard: guard, interp: interp, cache: cache, workers: workers, log: log, ring: cfg.Ring,
 		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
 		fns: map[*Function]struct{}{}, codes: map[string]*code{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
 	}
@@ -182,6 +188,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	err := r.fast.Close(ctx)
 	if gerr := r.guard.Close(ctx); err == nil {
 		err = gerr
+	}
+	if ierr := r.interp.Close(ctx); err == nil {
+		err = ierr
 	}
 	if cerr := r.cache.Close(ctx); err == nil {
 		err = cerr

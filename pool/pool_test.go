@@ -435,6 +435,44 @@ func TestIdenticalModulesShareCode(t *testing.T) {
 	}
 }
 
+// TestPreinitializationInterpretsThenCompiles takes snapshots in wazero's interpreter, and
+// starts over compiled when the interpreter runs past its budget; either way the function
+// serves. (Not run in parallel: the budget is package state.)
+func TestPreinitializationInterpretsThenCompiles(t *testing.T) {
+	rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(context.Background())
+	counts := func() (interpreted, compiled float64) {
+		return max(metricValue(t, `wisp_pool_snapshots_total{engine="interpreter"}`), 0),
+			max(metricValue(t, `wisp_pool_snapshots_total{engine="compiler"}`), 0)
+	}
+	for _, tt := range []struct {
+		example string
+		budget  time.Duration
+		engine  string
+	}{
+		{"hello", time.Minute, "interpreter"}, // the default budget is tighter; -race is slow
+		{"echo", time.Microsecond, "compiler"},
+	} {
+		pool.SetInterpretBudget(t, tt.budget)
+		i0, c0 := counts()
+		f, err := rt.Compile(context.Background(), pool.Spec{Name: tt.example, Wasm: buildtest.Wasm(t, tt.example)})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.example, err)
+		}
+		defer f.Close()
+		i1, c1 := counts()
+		if got := map[bool]string{true: "interpreter", false: "compiler"}[i1 == i0+1 && c1 == c0]; got != tt.engine || (tt.engine == "compiler" && c1 != c0+1) {
+			t.Fatalf("%s: snapshots interpreted %v→%v, compiled %v→%v; want one by the %s", tt.example, i0, i1, c0, c1, tt.engine)
+		}
+		if r, err := invoke(f, request("GET", "/")); err != nil || r.status != 200 {
+			t.Fatalf("%s: %+v %v", tt.example, r, err)
+		}
+	}
+}
+
 // metricValue returns the value of one exported series, or -1 if it is absent.
 func metricValue(t *testing.T, series string) float64 {
 	t.Helper()

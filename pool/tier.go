@@ -2,11 +2,13 @@ package pool
 
 import (
 	"context"
+	"runtime"
 	"sort"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 type compiledModule = wazero.CompiledModule
@@ -32,6 +34,12 @@ const compiledBytesPerWasmByte = 9
 
 func (c *code) residentBytes() int64 { return int64(len(c.served)) * compiledBytesPerWasmByte }
 
+// compileContext lets wazero compile a module's functions on every CPU the process may use:
+// a deploy waits for its compile, and the request that reloads evicted code too.
+func compileContext(ctx context.Context) context.Context {
+	return experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+}
+
 // useCode returns c's compiled module for a new instance, recompiling it (a file compilation
 // cache hit) if it was evicted, and counts the instance as a user so it is not evicted under it.
 func (r *Runtime) useCode(ctx context.Context, c *code) (compiledModule, tier, error) {
@@ -51,7 +59,7 @@ func (c *code) use(ctx context.Context) (compiledModule, tier, error) {
 			return nil, t, ErrClosed
 		}
 		start := time.Now()
-		m, err := c.wz.CompileModule(ctx, c.served)
+		m, err := c.wz.CompileModule(compileContext(ctx), c.served)
 		if err != nil {
 			return nil, tierDisk, err
 		}
