@@ -164,9 +164,9 @@ func (s *testServer) do(method, path string, body []byte, hdr map[string]string)
 		req.Header.Set(k, v)
 	}
 	tr := &http.Transport{DisableCompression: true}
-	// A deploy compiles the module twice (the instrumented copy, then the pre-initialized one);
-	// under the race detector wazero's compiler runs ~15× slower, past half a minute for a
-	// 3.5 MB Go module on a busy 2-core machine.
+	// A deploy of new code pre-initializes it (interpreted) and compiles the result; under the
+	// race detector wazero runs ~15× slower, past half a minute for a 3.5 MB Go module on a
+	// busy 2-core machine.
 	resp, err := (&http.Client{Transport: tr, Timeout: 3 * time.Minute}).Do(req)
 	if err != nil {
 		s.t.Fatal(err)
