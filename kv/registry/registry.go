@@ -184,7 +184,7 @@ func Open(ctx context.Context, n *natsnode.Node, opts ...Option) (*Registry, err
 			return nil, err
 		}
 	}
-	enc, err := zstd.NewWriter(nil)
+	enc, err := zstd.NewWriter(nil, zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("cannot create zstd encoder: %w", err)
 	}
