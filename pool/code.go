@@ -45,6 +45,9 @@ type code struct {
 	// reqBuf is the request buffer the guest allocated before the snapshot (address and size;
 	// 0 if none): every instance starts with it, so a cold start makes no wisp_alloc call.
 	reqBuf, reqBufSize uint32
+	// firstWrites are the pages of the image a probe request wrote (snapshot.Snapshot.FirstWrites):
+	// staged memories have them copied ahead of the first request.
+	firstWrites []uint32
 
 	refs int // functions using this code; guarded by Runtime.mu
 
@@ -60,7 +63,7 @@ type code struct {
 const initTimeout = time.Minute
 
 // snapshotFormat versions what is stored under Config.SnapshotDir.
-const snapshotFormat = "wisp-snapshot-3" // 2: modules carry the interrupt flag; 3: and a request buffer
+const snapshotFormat = "wisp-snapshot-4" // 2: modules carry the interrupt flag; 3: and a request buffer; 4: and first writes
 
 func codeKey(wasm []byte, env []string, warmUp bool) string {
 	h := sha256.New()
@@ -124,6 +127,12 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []stri
 		reqBuf, err = allocRequestBuffer(ctx, mod)
 		return err
 	}
+	opt.Probe = func(ctx context.Context, mod api.Module) error {
+		if reqBuf == 0 {
+			return nil
+		}
+		return probe(ctx, mod, reqBuf)
+	}
 	snap, err := r.takeSnapshot(tctx, wasm, opt)
 	if errors.Is(err, snapshot.ErrUnsupported) || errors.Is(err, snapshot.ErrNotReactor) {
 		r.log.Info("module cannot be pre-initialized; instances will initialize themselves", "function", spec.Name, "reason", err)
@@ -138,7 +147,7 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []stri
 	}
 	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now(), wz: rt, interruptible: interruptible}
 	if reqBuf != 0 {
-		c.reqBuf, c.reqBufSize = reqBuf, requestBufferSize
+		c.reqBuf, c.reqBufSize, c.firstWrites = reqBuf, requestBufferSize, snap.FirstWrites
 	}
 	if err := r.storeSnapshot(key, snap, c); err != nil {
 		r.log.Warn("cannot store snapshot; it will be taken again after a restart", "function", spec.Name, "error", err)
@@ -230,6 +239,24 @@ func allocRequestBuffer(ctx context.Context, mod api.Module) (uint32, error) {
 	return ptr, nil
 }
 
+// probe serves the synthetic request of warmUp the way a restored instance serves its first
+// one, in the request buffer of the snapshot, after the snapshot was captured: the pages it
+// writes are what staged memories copy ahead (cowmem.Staged). Hostcalls are refused, as
+// during initialization; a guest that fails it is not refused (its first request is only
+// a hint), it gets no staging.
+func probe(ctx context.Context, mod api.Module, reqBuf uint32) error {
+	req := &abi.Request{Method: []byte("GET"), URI: []byte("/"), FullURI: []byte("/"), Host: []byte("localhost"), RemoteAddr: []byte("127.0.0.1:0")}
+	size := uint32(abi.RequestSize(req))
+	view, ok := mod.Memory().Read(reqBuf, size)
+	handle := mod.ExportedFunction(exportHandle)
+	if !ok || handle == nil {
+		return nil
+	}
+	abi.AppendRequest(view[:0], req)
+	_, _ = handle.Call(ctx, uint64(reqBuf), uint64(size))
+	return nil
+}
+
 // snapshotMeta is the small JSON file that completes a stored snapshot.
 type snapshotMeta struct {
 	Format        string `json:"format"`
@@ -239,6 +266,8 @@ type snapshotMeta struct {
 	// RequestBuffer and RequestBufferSize are code.reqBuf and code.reqBufSize.
 	RequestBuffer     uint32 `json:"request_buffer,omitempty"`
 	RequestBufferSize uint32 `json:"request_buffer_size,omitempty"`
+	// FirstWrites is code.firstWrites.
+	FirstWrites []uint32 `json:"first_writes,omitempty"`
 }
 
 func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
@@ -263,7 +292,7 @@ func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, c *code) error
 		return err
 	}
 	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage,
-		Interruptible: c.interruptible, RequestBuffer: c.reqBuf, RequestBufferSize: c.reqBufSize})
+		Interruptible: c.interruptible, RequestBuffer: c.reqBuf, RequestBufferSize: c.reqBufSize, FirstWrites: c.firstWrites})
 	return writeFileAtomic(metaPath, meta)
 }
 
@@ -305,8 +334,14 @@ func (r *Runtime) loadSnapshot(key string) (*code, error) {
 		img.Close()
 		return nil, fmt.Errorf("bad snapshot metadata %s: request buffer %#x+%d outside memory of %d bytes", metaPath, meta.RequestBuffer, meta.RequestBufferSize, len(mem))
 	}
+	for _, p := range meta.FirstWrites {
+		if uint64(p+1)*snapshot.PageSize > uint64(len(mem)) {
+			img.Close()
+			return nil, fmt.Errorf("bad snapshot metadata %s: first write to page %d outside memory of %d bytes", metaPath, p, len(mem))
+		}
+	}
 	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now(), wz: rt, interruptible: meta.Interruptible,
-		reqBuf: meta.RequestBuffer, reqBufSize: meta.RequestBufferSize}, nil
+		reqBuf: meta.RequestBuffer, reqBufSize: meta.RequestBufferSize, firstWrites: meta.FirstWrites}, nil
 }
 
 func writeFileAtomic(path string, b []byte) error {
@@ -336,10 +371,15 @@ var (
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
 )
 
-// allocator returns the memory allocator of instances of c under lim.
-func (c *code) allocator(lim Limits) experimental.MemoryAllocator {
-	if c.image != nil {
-		return c.image.Allocator(lim.MemoryBytes)
+// allocator returns the memory allocator of instances of c under lim, and the staged
+// allocator among them to close with the function (nil if none).
+func (c *code) allocator(lim Limits, budget *cowmem.StageBudget) (experimental.MemoryAllocator, *cowmem.Staged) {
+	switch {
+	case c.image == nil:
+		return limitAllocator(lim.MemoryBytes), nil
+	case len(c.firstWrites) > 0:
+		s := c.image.Staged(lim.MemoryBytes, c.firstWrites, budget)
+		return s, s
 	}
-	return limitAllocator(lim.MemoryBytes)
+	return c.image.Allocator(lim.MemoryBytes), nil
 }

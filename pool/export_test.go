@@ -36,3 +36,9 @@ func SetInterpretBudget(t interface{ Cleanup(func()) }, d time.Duration) {
 	interpretBudget = func(int) time.Duration { return d }
 	t.Cleanup(func() { interpretBudget = prev })
 }
+
+// FirstWrites returns the pages of f's snapshot image its staged memories copy ahead.
+func (f *Function) FirstWrites() []uint32 { return f.code.firstWrites }
+
+// StagedReady reports whether a memory is staged for f's next cold start.
+func (f *Function) StagedReady() bool { return f.staged != nil && f.staged.Ready() }

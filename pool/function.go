@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wispfn/wisp/pool/abi"
+	"github.com/wispfn/wisp/pool/cowmem"
 	"github.com/wispfn/wisp/pool/snapshot"
 	"github.com/wispfn/wisp/ring"
 )
@@ -51,6 +52,7 @@ type Function struct {
 	code   *code
 	modCfg wazero.ModuleConfig
 	alloc  experimental.MemoryAllocator
+	staged *cowmem.Staged // the staging allocator among alloc, closed with the function; nil if none
 	stats  *fnStats
 	logw   *lineLogger
 	ringFn *ring.Function // nil when the module makes no hostcalls
@@ -112,7 +114,11 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 		r.dropCode(c)
 		return nil, fmt.Errorf("cannot compile %q (%d bytes): %w: %w", spec.Name, len(spec.Wasm), ErrInvalidModule, err)
 	}
+	alloc, staged := c.allocator(lim, r.stage)
 	fail := func(format string, err error) (*Function, error) {
+		if staged != nil {
+			staged.Close()
+		}
 		r.releaseCode(c)
 		r.dropCode(c)
 		return nil, fmt.Errorf(format, spec.Name, ErrInvalidModule, err)
@@ -136,7 +142,8 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 		name:   spec.Name,
 		limits: lim,
 		code:   c,
-		alloc:  c.allocator(lim),
+		alloc:  alloc,
+		staged: staged,
 		stats:  stats,
 		logw:   logw,
 		ringFn: ringFn,
@@ -281,6 +288,9 @@ func (f *Function) finishIfDone() {
 	if f.closed.Load() && f.live.Load() == 0 {
 		f.finishOnce.Do(func() {
 			f.rt.untrack(f)
+			if f.staged != nil {
+				f.staged.Close()
+			}
 			f.rt.dropCode(f.code)
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/wispfn/wisp/pool/cowmem"
 	"github.com/wispfn/wisp/ring"
 )
 
@@ -40,6 +41,10 @@ type Config struct {
 	CodeBudget int64
 	// IdleTimeout closes instances idle for this long. Default 5 minutes.
 	IdleTimeout time.Duration
+	// StagedMemory bounds the memory held by instance memories prepared ahead of cold starts
+	// (one per function, with the pages its first request writes already copied; see
+	// cowmem.Staged). Default 256 MiB; negative stages nothing.
+	StagedMemory int64
 	// Ring serves guests' hostcalls (log, kv, fetch, rpc). Nil: modules importing the "wisp"
 	// host module are refused at deploy. The Runtime does not close it.
 	Ring *ring.Host
@@ -47,8 +52,9 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultCodeBudget  = 8 << 30
-	DefaultIdleTimeout = 5 * time.Minute
+	DefaultCodeBudget   = 8 << 30
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultStagedMemory = 256 << 20
 )
 
 // Runtime owns the wazero runtime, the compilation cache, the goroutine pool that executes
@@ -72,6 +78,7 @@ type Runtime struct {
 
 	snapDir     string
 	budget      int64
+	stage       *cowmem.StageBudget
 	idleTimeout time.Duration
 	stopReaper  context.CancelFunc
 	reaperDone  chan struct{}
@@ -158,6 +165,12 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if r.idleTimeout <= 0 {
 		r.idleTimeout = DefaultIdleTimeout
+	}
+	switch staged := cfg.StagedMemory; {
+	case staged == 0:
+		r.stage = cowmem.NewStageBudget(DefaultStagedMemory)
+	default:
+		r.stage = cowmem.NewStageBudget(max(staged, 0))
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopReaper = cancel

@@ -473,6 +473,46 @@ func TestPreinitializationInterpretsThenCompiles(t *testing.T) {
 	}
 }
 
+// TestColdStartsUseStagedMemory checks that a function's cold starts take a memory staged
+// ahead with the pages its first request writes already copied, one after the other as it
+// refills, and that a runtime without staging memory stages nothing.
+func TestColdStartsUseStagedMemory(t *testing.T) {
+	hits := func() float64 { return max(metricValue(t, `wisp_cowmem_staged_total{outcome="hit"}`), 0) }
+	for _, tt := range []struct {
+		name   string
+		staged int64
+		want   float64
+	}{{"default", 0, 3}, {"none", -1, 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: buildtest.SnapshotDir(t),
+				StagedMemory: tt.staged, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rt.Close(context.Background())
+			f := compile(t, rt, "hello", pool.Limits{})
+			if len(f.FirstWrites()) == 0 {
+				t.Fatal("the snapshot recorded no first writes")
+			}
+			before := hits()
+			for i := range 3 {
+				for deadline := time.Now().Add(10 * time.Second); tt.want > 0 && !f.StagedReady(); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("cold start %d: nothing staged after 10s", i)
+					}
+				}
+				pool.DiscardIdle(f)
+				if r, err := invoke(f, request("GET", "/")); err != nil || r.status != 200 {
+					t.Fatalf("cold start %d: %+v %v", i, r, err)
+				}
+			}
+			if got := hits() - before; got != tt.want {
+				t.Fatalf("%v cold starts on staged memory; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // metricValue returns the value of one exported series, or -1 if it is absent.
 func metricValue(t *testing.T, series string) float64 {
 	t.Helper()

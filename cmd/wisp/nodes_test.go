@@ -184,6 +184,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"leaf remote on home", []string{"--region", "us", "--leaf-remote", "127.0.0.1:7422"}, "no leaf remotes"},
 		{"bad leaf remote", []string{"--region", "eu", "--home-region", "us", "--leaf-remote", "nats-leaf://nowhere"}, "invalid leaf remote"},
 		{"bad pprof address", []string{"--pprof-listen", "nowhere"}, "--pprof-listen"},
+		{"negative staged memory", []string{"--staged-memory-mib", "-1"}, "--staged-memory-mib"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

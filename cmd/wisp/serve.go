@@ -44,6 +44,7 @@ type serveFlags struct {
 	logLevel      string
 	deploy        []string
 	codeBudgetMiB int64
+	stagedMiB     int64
 	idleTimeout   time.Duration
 	fetchLoopback bool
 	fetchPrivate  bool
@@ -85,6 +86,7 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.IntVar(&f.workers, "workers", 0, "goroutines executing guest code at once (default 256 × GOMAXPROCS)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Int64Var(&f.codeBudgetMiB, "code-budget-mib", pool.DefaultCodeBudget>>20, "resident compiled code, estimated; past it the least recently used idle functions reload from the compilation cache")
+	fl.Int64Var(&f.stagedMiB, "staged-memory-mib", pool.DefaultStagedMemory>>20, "memory for instance memories prepared ahead of cold starts, one per function with its first request's pages copied; 0 prepares none")
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", pool.DefaultIdleTimeout, "close instances idle for this long")
 	fl.BoolVar(&f.fetchLoopback, "fetch-allow-loopback", false, "let guests fetch from loopback addresses (local development and tests)")
 	fl.BoolVar(&f.fetchPrivate, "fetch-allow-private", false, "let guests fetch from private address ranges")
@@ -97,6 +99,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", f.logLevel, err)
+	}
+	if f.stagedMiB < 0 {
+		return fmt.Errorf("--staged-memory-mib %d: want 0 (none) or more", f.stagedMiB)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
@@ -206,13 +211,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	var rt *pool.Runtime
 	if err := step("runtime", func() (err error) {
 		rt, err = pool.New(ctx, pool.Config{
-			Ring:        host,
-			CacheDir:    filepath.Join(f.data, "compile-cache"),
-			SnapshotDir: filepath.Join(f.data, "snapshots"),
-			CodeBudget:  f.codeBudgetMiB << 20,
-			IdleTimeout: f.idleTimeout,
-			Workers:     f.workers,
-			Logger:      log,
+			Ring:         host,
+			CacheDir:     filepath.Join(f.data, "compile-cache"),
+			SnapshotDir:  filepath.Join(f.data, "snapshots"),
+			CodeBudget:   f.codeBudgetMiB << 20,
+			StagedMemory: stagedMemory(f.stagedMiB),
+			IdleTimeout:  f.idleTimeout,
+			Workers:      f.workers,
+			Logger:       log,
 		})
 		return err
 	}); err != nil {
@@ -306,4 +312,13 @@ func natsLogf(log *slog.Logger) func(format string, args ...any) {
 		}
 		log.Debug("nats: " + msg)
 	}
+}
+
+// stagedMemory turns --staged-memory-mib into pool.Config.StagedMemory, where 0 means the
+// default and a negative value none.
+func stagedMemory(mib int64) int64 {
+	if mib == 0 {
+		return -1
+	}
+	return mib << 20
 }

@@ -138,13 +138,17 @@ func (img *Image) Close() error {
 // wisp_cowmem_heap_fallbacks_total counts it.
 func (img *Image) Allocator(maxBytes uint64) experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(_, moduleMax uint64) experimental.LinearMemory {
-		limit := min(moduleMax, maxMemory)
-		if maxBytes != 0 {
-			limit = min(limit, maxBytes)
-		}
-		limit = max(limit/PageSize*PageSize, img.size)
-		return img.allocate(limit)
+		return img.allocate(memoryLimit(img, maxBytes, moduleMax))
 	})
+}
+
+// memoryLimit is the size a memory of img may grow to under maxBytes (see Allocator).
+func memoryLimit(img *Image, maxBytes, moduleMax uint64) uint64 {
+	limit := min(moduleMax, maxMemory)
+	if maxBytes != 0 {
+		limit = min(limit, maxBytes)
+	}
+	return max(limit/PageSize*PageSize, img.size)
 }
 
 func (img *Image) allocate(limit uint64) experimental.LinearMemory {

@@ -12,6 +12,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -66,6 +67,12 @@ type Options struct {
 	// synthetic request so that lazy first-call work ends up in the
 	// snapshot too. It must not keep mod. An error fails Take.
 	WarmUp func(ctx context.Context, mod api.Module) error
+
+	// Probe, if not nil, is called after the snapshot is captured, with the
+	// same instance, for example to serve the request an instance serves
+	// first. The 4 KiB pages of the image it writes are Snapshot.FirstWrites.
+	// It must not keep mod. An error fails Take.
+	Probe func(ctx context.Context, mod api.Module) error
 }
 
 // Snapshot is the state of a guest after initialization.
@@ -85,7 +92,16 @@ type Snapshot struct {
 	// Instances restored from the snapshot must see a clock that starts at
 	// Clock or later (see Nanotime), even in another process.
 	Clock int64
+
+	// FirstWrites are the indices of the 4 KiB pages of Memory that
+	// Options.Probe wrote, in increasing order: a hint of the pages a
+	// restored instance copies on its first call, which a host can copy
+	// ahead of it (nil without a probe).
+	FirstWrites []uint32
 }
+
+// PageSize is the unit of Snapshot.FirstWrites: the host's page, not wasm's.
+const PageSize = 4096
 
 // Take instantiates wasm in rt with WASI preview 1, initializes it
 // (ExportInitialize, then ExportStart if the module exports it, then
@@ -176,7 +192,31 @@ func Take(ctx context.Context, rt wazero.Runtime, wasm []byte, opt Options) (*Sn
 	if s.Module, err = m.rewrite(values, pages); err != nil {
 		return nil, err
 	}
+	if opt.Probe != nil {
+		if err := opt.Probe(ctx, mod); err != nil {
+			return nil, fmt.Errorf("cannot probe guest: %w", err)
+		}
+		if s.FirstWrites, err = writtenPages(mem, s.Memory); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// writtenPages returns the indices of the PageSize pages of image that mem
+// no longer holds.
+func writtenPages(mem api.Memory, image []byte) ([]uint32, error) {
+	view, ok := mem.Read(0, uint32(len(image)))
+	if !ok {
+		return nil, errors.New("cannot read guest memory after the probe: it shrank")
+	}
+	var pages []uint32
+	for off := 0; off < len(image); off += PageSize {
+		if !bytes.Equal(view[off:off+PageSize], image[off:off+PageSize]) {
+			pages = append(pages, uint32(off/PageSize))
+		}
+	}
+	return pages, nil
 }
 
 // moduleConfig returns the configuration of the instance Take initializes,

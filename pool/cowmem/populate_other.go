@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package cowmem
+
+func populateWrite(b []byte) { touchWrite(b) }

@@ -1,0 +1,69 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wispfn/wisp/pool/snapshot"
+)
+
+// TestProbeFirstWrites checks Snapshot.FirstWrites: the pages a probe writes after the
+// snapshot, none without a probe, the probe's error failing Take, and the snapshot itself
+// untouched by the probe.
+func TestProbeFirstWrites(t *testing.T) {
+	ctx := context.Background()
+	rt := newRuntime(t)
+	plain, err := snapshot.Take(ctx, rt, guest(t), snapshot.Options{Env: guestEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.FirstWrites != nil {
+		t.Fatalf("FirstWrites %v without a probe; want none", plain.FirstWrites)
+	}
+
+	var before []byte
+	var slot uint32
+	probed, err := snapshot.Take(ctx, rt, guest(t), snapshot.Options{Env: guestEnv, Probe: func(ctx context.Context, mod api.Module) error {
+		mem, _ := mod.Memory().Read(0, mod.Memory().Size())
+		before = bytes.Clone(mem)
+		call(t, mod, "set", 12345)
+		for off := 0; off+4 <= len(mem); off += 4 { // the word set wrote
+			if binary.LittleEndian.Uint32(mem[off:]) == 12345 && binary.LittleEndian.Uint32(before[off:]) != 12345 {
+				slot = uint32(off)
+			}
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(probed.FirstWrites) == 0 || slot == 0 {
+		t.Fatalf("FirstWrites %v after a probe that wrote at %#x; want its page", probed.FirstWrites, slot)
+	}
+	found := false
+	for i, p := range probed.FirstWrites {
+		if i > 0 && p <= probed.FirstWrites[i-1] {
+			t.Fatalf("FirstWrites %v not increasing", probed.FirstWrites)
+		}
+		if uint64(p+1)*snapshot.PageSize > uint64(len(probed.Memory)) {
+			t.Fatalf("FirstWrites %v: page %d outside the image of %d bytes", probed.FirstWrites, p, len(probed.Memory))
+		}
+		found = found || p == slot/snapshot.PageSize
+	}
+	if !found {
+		t.Fatalf("FirstWrites %v lack page %d, where the probe wrote", probed.FirstWrites, slot/snapshot.PageSize)
+	}
+	if !bytes.Equal(probed.Memory, before) {
+		t.Fatal("the snapshot is not the memory as it was before the probe")
+	}
+
+	boom := errors.New("boom")
+	if _, err := snapshot.Take(ctx, rt, guest(t), snapshot.Options{Env: guestEnv, Probe: func(context.Context, api.Module) error { return boom }}); !errors.Is(err, boom) {
+		t.Fatalf("Take with a failing probe: %v; want its error", err)
+	}
+}
