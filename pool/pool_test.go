@@ -25,7 +25,16 @@ import (
 
 func newRuntime(t testing.TB) *pool.Runtime {
 	t.Helper()
-	rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: buildtest.SnapshotDir(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return runtimeWith(t, pool.Config{SnapshotDir: buildtest.SnapshotDir(t)})
+}
+
+// runtimeWith starts a runtime with cfg, the tests' compilation cache and a silent logger,
+// closed when the test ends (if it was not before).
+func runtimeWith(t testing.TB, cfg pool.Config) *pool.Runtime {
+	t.Helper()
+	cfg.CacheDir = buildtest.CacheDir(t)
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := pool.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,10 +283,7 @@ func TestSnapshotSurvivesRestart(t *testing.T) {
 	spec := pool.Spec{Name: "echo", Wasm: buildtest.Wasm(t, "echo"), Env: map[string]string{"A": "1"}}
 	var first string
 	for i := 0; i < 2; i++ {
-		rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := runtimeWith(t, pool.Config{SnapshotDir: dir})
 		f, err := rt.Compile(context.Background(), spec)
 		if err != nil {
 			t.Fatal(err)
@@ -314,10 +320,7 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 	var key string
 	var firstPtr uint32
 	for run := range 3 {
-		rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt := runtimeWith(t, pool.Config{SnapshotDir: dir})
 		f, err := rt.Compile(context.Background(), spec)
 		if err != nil {
 			t.Fatal(err)
@@ -439,11 +442,7 @@ func TestIdenticalModulesShareCode(t *testing.T) {
 // starts over compiled when the interpreter runs past its budget; either way the function
 // serves. (Not run in parallel: the budget is package state.)
 func TestPreinitializationInterpretsThenCompiles(t *testing.T) {
-	rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(context.Background())
+	rt := runtimeWith(t, pool.Config{SnapshotDir: t.TempDir()})
 	counts := func() (interpreted, compiled float64) {
 		return max(metricValue(t, `wisp_pool_snapshots_total{engine="interpreter"}`), 0),
 			max(metricValue(t, `wisp_pool_snapshots_total{engine="compiler"}`), 0)
@@ -484,12 +483,7 @@ func TestColdStartsUseStagedMemory(t *testing.T) {
 		want   float64
 	}{{"default", 0, 3}, {"none", -1, 0}} {
 		t.Run(tt.name, func(t *testing.T) {
-			rt, err := pool.New(context.Background(), pool.Config{CacheDir: buildtest.CacheDir(t), SnapshotDir: buildtest.SnapshotDir(t),
-				StagedMemory: tt.staged, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rt.Close(context.Background())
+			rt := runtimeWith(t, pool.Config{SnapshotDir: buildtest.SnapshotDir(t), StagedMemory: tt.staged})
 			f := compile(t, rt, "hello", pool.Limits{})
 			if len(f.FirstWrites()) == 0 {
 				t.Fatal("the snapshot recorded no first writes")
@@ -531,16 +525,10 @@ func metricValue(t *testing.T, series string) float64 {
 }
 
 func TestIdleInstancesReapedAndCodeReloadedFromDisk(t *testing.T) {
-	rt, err := pool.New(context.Background(), pool.Config{
-		CacheDir:    buildtest.CacheDir(t),
+	rt := runtimeWith(t, pool.Config{
 		CodeBudget:  1, // every function without instances is over budget
 		IdleTimeout: 100 * time.Millisecond,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close(context.Background())
 	f, err := rt.Compile(context.Background(), pool.Spec{Name: "tiers", Wasm: buildtest.Wasm(t, "hello")})
 	if err != nil {
 		t.Fatal(err)
