@@ -61,9 +61,17 @@ const e2eToken = "e2e-token"
 
 func startWisp(t *testing.T, data string, extra ...string) *process {
 	t.Helper()
+	return startWispWith(t, nil, os.Environ(), data, extra...)
+}
+
+// startWispWith is startWisp with the command run through wrap (such as taskset) and the
+// environment env (plus the admin token).
+func startWispWith(t *testing.T, wrap, env []string, data string, extra ...string) *process {
+	t.Helper()
 	p := &process{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(wispBin, append([]string{"serve", "--listen", "127.0.0.1:0", "--data", data}, extra...)...)
-	p.cmd.Env = append(os.Environ(), "WISP_TOKEN="+e2eToken)
+	argv := append(append(wrap[:len(wrap):len(wrap)], wispBin, "serve", "--listen", "127.0.0.1:0", "--data", data), extra...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Env = append(env, "WISP_TOKEN="+e2eToken)
 	p.cmd.Stderr = p
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

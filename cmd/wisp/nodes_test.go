@@ -196,3 +196,27 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestServeUsesTwoProcsOnOneCPU pins wisp serve to one CPU: it runs with two Ps unless
+// GOMAXPROCS says otherwise (see atLeastTwoProcs).
+func TestServeUsesTwoProcsOnOneCPU(t *testing.T) {
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		t.Skip("no taskset to pin the server with")
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	for _, tt := range []struct {
+		env  []string
+		want float64
+	}{{nil, 2}, {[]string{"GOMAXPROCS=1"}, 1}} {
+		p := startWispWith(t, []string{taskset, "-c", "0"}, append(env[:len(env):len(env)], tt.env...), t.TempDir())
+		if got := p.metric(t, "go_gomaxprocs"); got != tt.want {
+			t.Errorf("pinned to one CPU with %v: GOMAXPROCS %v; want %v", tt.env, got, tt.want)
+		}
+	}
+}
