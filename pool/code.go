@@ -58,8 +58,8 @@ type code struct {
 	retired  bool                  // no new instances; closed with the last one
 }
 
-// initTimeout bounds pre-initialization (compile of the instrumented copy, _initialize,
-// wisp_start, warm-up) when the function's own deadline is shorter.
+// initTimeout bounds pre-initialization (interpreting or compiling the instrumented copy,
+// _initialize, wisp_start, warm-up, probe) when the function's own deadline is shorter.
 const initTimeout = time.Minute
 
 // snapshotFormat versions what is stored under Config.SnapshotDir.
