@@ -7,12 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"github.com/VictoriaMetrics/metrics"
 	"log/slog"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/ants/v2"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -166,12 +166,11 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if r.idleTimeout <= 0 {
 		r.idleTimeout = DefaultIdleTimeout
 	}
-	switch staged := cfg.StagedMemory; {
-	case staged == 0:
-		r.stage = cowmem.NewStageBudget(DefaultStagedMemory)
-	default:
-		r.stage = cowmem.NewStageBudget(max(staged, 0))
+	staged := cfg.StagedMemory
+	if staged == 0 {
+		staged = DefaultStagedMemory
 	}
+	r.stage = cowmem.NewStageBudget(max(staged, 0))
 	rctx, cancel := context.WithCancel(context.Background())
 	r.stopReaper = cancel
 	go r.reap(rctx)

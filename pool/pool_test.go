@@ -311,15 +311,15 @@ func TestSnapshotSurvivesRestart(t *testing.T) {
 
 // TestColdInstancesStartWithARequestBuffer checks that the request buffer the guest allocated
 // before its snapshot survives storing and reloading, that cold instances serve requests that
-// fit it and requests that do not, and that stored metadata naming a buffer outside the image
-// is refused (the snapshot is taken again).
+// fit it and requests that do not, and that stored metadata naming a buffer or a first write
+// outside the image is refused (the snapshot is taken again).
 func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 	dir := t.TempDir()
 	spec := pool.Spec{Name: "echo", Wasm: buildtest.Wasm(t, "echo")}
 	big := strings.Repeat("x", 10000)
 	var key string
 	var firstPtr uint32
-	for run := range 3 {
+	for run := range 4 {
 		rt := runtimeWith(t, pool.Config{SnapshotDir: dir})
 		f, err := rt.Compile(context.Background(), spec)
 		if err != nil {
@@ -334,6 +334,11 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 		} else if ptr != firstPtr { // a snapshot taken again allocates at the same address
 			t.Fatalf("run %d: request buffer at %#x; want %#x as in the first run", run, ptr, firstPtr)
 		}
+		for _, p := range f.FirstWrites() {
+			if p >= 1<<20 {
+				t.Fatalf("run %d: first writes %v name a page past the image", run, f.FirstWrites())
+			}
+		}
 		for _, body := range []string{"", "small", big} {
 			pool.DiscardIdle(f)
 			req := request("POST", "/")
@@ -346,7 +351,9 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 		key = f.CodeKey()
 		f.Close()
 		_ = rt.Close(context.Background())
-		if run == 1 { // the next run finds metadata naming a buffer past the end of memory
+		// The next runs find stored metadata naming a buffer past the end of memory, then a
+		// first write to a page past it: each is refused and the snapshot taken again.
+		if tamper := map[int]string{1: "request_buffer", 2: "first_writes"}[run]; tamper != "" {
 			path := filepath.Join(dir, key+".json")
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -359,7 +366,11 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 			if meta["request_buffer"] != float64(ptr) {
 				t.Fatalf("stored metadata %s; want request_buffer %d", b, ptr)
 			}
-			meta["request_buffer"] = float64(1 << 31)
+			if tamper == "request_buffer" {
+				meta[tamper] = float64(1 << 31)
+			} else {
+				meta[tamper] = []any{float64(1 << 20)}
+			}
 			b, _ = json.Marshal(meta)
 			if err := os.WriteFile(path, b, 0o644); err != nil {
 				t.Fatal(err)
