@@ -31,8 +31,9 @@ type Bucket struct {
 	name string
 	node *Node
 
-	mu     sync.Mutex
-	origin jetstream.KeyValue
+	mu           sync.Mutex
+	origin       jetstream.KeyValue
+	originStream jetstream.Stream
 }
 
 // Mirrored reports whether Read is a mirror of the home region's bucket.
@@ -56,6 +57,46 @@ func (b *Bucket) Origin(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	b.origin = kv
 	return kv, nil
+}
+
+// Last returns the origin's last record of key and its revision, a delete or purge marker
+// included (live is then false and value nil). The revision is what a compare-and-set of
+// key (Update) must name to succeed only if nothing touched key since: unlike Create after a
+// not-found Get, it cannot succeed over a delete and re-creation that happened in between.
+// Revision 0 means key was never written (or its markers were removed). In an edge region
+// Last reads the origin through the leaf-node link.
+func (b *Bucket) Last(ctx context.Context, key string) (value []byte, rev uint64, live bool, err error) {
+	st, err := b.stream(ctx)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+b.name+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, false, nil
+	}
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("cannot read key %q of bucket %q: %w", key, b.name, err)
+	}
+	switch m.Header.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		return nil, m.Sequence, false, nil
+	}
+	return m.Data, m.Sequence, true, nil
+}
+
+// stream returns the origin's stream, looked up on first use (and again after a failure).
+func (b *Bucket) stream(ctx context.Context) (jetstream.Stream, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.originStream != nil {
+		return b.originStream, nil
+	}
+	st, err := b.node.homeJS.Stream(ctx, b.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up the origin stream of bucket %q: %w", b.name, err)
+	}
+	b.originStream = st
+	return st, nil
 }
 
 // homeWait bounds how long OpenKeyValue waits for the home region when it must create a

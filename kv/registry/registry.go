@@ -382,9 +382,10 @@ func validate(f *Function) error {
 // Concurrent deploys of one name, from any process, always get distinct versions, and the
 // current version only ever moves forward: if a deploy finishes after a later one has become
 // current, its version is kept (Version finds it) but does not become current. Deploy returns
-// ErrConflict if the function is deleted while being deployed. While a name exists its version
-// numbers are never reused; a deploy that crashed halfway may leave one skipped. After Delete,
-// the name starts again at 1.
+// ErrConflict if the function is deleted while being deployed. While a name exists, a version
+// number that has been current is never used again; a deploy that lost a race may claim again
+// a number it gave up, and one that crashed halfway may leave one skipped. After Delete, the
+// name starts again at 1.
 func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 	if err := validate(&f); err != nil {
 		return Function{}, fmt.Errorf("cannot deploy: %w", err)
@@ -399,71 +400,90 @@ func (r *Registry) Deploy(ctx context.Context, f Function) (Function, error) {
 	if err != nil {
 		return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
 	}
-	cur, rev, err := current(ctx, origin, f.Name)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	cur, rev, _, err := r.last(ctx, f.Name)
+	if err != nil {
 		return Function{}, fmt.Errorf("cannot deploy function %q: %w", f.Name, err)
 	}
-	return r.publish(ctx, origin, f, cur.Version, rev, "deploy")
+	return r.publish(ctx, origin, f, cur, rev, "deploy")
 }
 
-// publish stores f as the next free version after cur (read at revision rev, 0 if there is no
-// current version) and makes it current, as Deploy documents.
-func (r *Registry) publish(ctx context.Context, origin jetstream.KeyValue, f Function, cur, rev uint64, what string) (Function, error) {
+// publish stores f as a new version of f.Name and makes it current, as Deploy documents. cur
+// and rev are what last read before anything else: the current record (zero if there is
+// none) and the revision of the current key (0 if it was never written).
+//
+// Each attempt claims the next free version number after cur by creating its record, then
+// moves the current key with a compare-and-set on rev, the revision read before the claim.
+// When that succeeds, no Delete purged the current key between the read and the move, so a
+// Delete that came before it purged the key before the claim, and Delete leaves alone the
+// records written after the key it purged. When it fails, the claim is given up and the next
+// attempt reads again: a compare-and-set on a revision read after the claim could make current
+// a record that a racing Delete is about to purge.
+func (r *Registry) publish(ctx context.Context, origin jetstream.KeyValue, f Function, cur Function, rev uint64, what string) (Function, error) {
 	f.Created = time.Now().UTC()
-
-	// Claim the next free version number by creating its record: Create fails if the key
-	// exists, so two deploys can never write the same version.
-	var (
-		verRev uint64
-		rec    []byte
-		err    error
-	)
-	for v, attempt := cur+1, 0; ; v, attempt = v+1, attempt+1 {
-		if attempt == maxAttempts {
-			return Function{}, fmt.Errorf("cannot %s function %q: %w: versions %d to %d taken by concurrent deploys", what, f.Name, ErrConflict, cur+1, v-1)
-		}
-		f.Version = v
-		if rec, err = json.Marshal(f); err != nil {
-			return Function{}, fmt.Errorf("cannot encode function %q: %w", f.Name, err)
-		}
-		verRev, err = origin.Create(ctx, versionKey(f.Name, v), rec)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return Function{}, fmt.Errorf("cannot store function %q version %d (%d bytes): %w", f.Name, v, len(rec), err)
-		}
-	}
-
-	// Move the current pointer forward with compare-and-set on the revision it was read at.
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
-			return Function{}, fmt.Errorf("cannot %s function %q version %d: %w: current version kept changing", what, f.Name, f.Version, ErrConflict)
+			return Function{}, fmt.Errorf("cannot %s function %q: %w: current version kept changing", what, f.Name, ErrConflict)
 		}
-		if rev == 0 {
-			_, err = origin.Create(ctx, currentKey(f.Name), rec)
-		} else {
-			_, err = origin.Update(ctx, currentKey(f.Name), rec, rev)
+		rec, verRev, err := claim(ctx, origin, &f, cur.Version, what)
+		if err != nil {
+			return Function{}, err
 		}
+		_, err = origin.Update(ctx, currentKey(f.Name), rec, rev)
 		if err == nil {
 			return f, nil
 		}
 		if !isCASFailure(err) {
 			return Function{}, fmt.Errorf("cannot make function %q version %d current: %w", f.Name, f.Version, err)
 		}
-		var now Function
-		now, rev, err = current(ctx, origin, f.Name)
+		now, nowRev, live, err := r.last(ctx, f.Name)
 		switch {
-		case errors.Is(err, ErrNotFound):
-			// It existed when our compare-and-set failed and is gone now: deleted under us.
-			_ = origin.Purge(ctx, versionKey(f.Name, f.Version), jetstream.LastRevision(verRev))
-			return Function{}, fmt.Errorf("cannot %s function %q: %w: it was deleted during the %s", what, f.Name, ErrConflict, what)
 		case err != nil:
 			return Function{}, fmt.Errorf("cannot %s function %q: %w", what, f.Name, err)
-		case now.Version >= f.Version:
-			return f, nil // a later deploy is already current
+		case live && now.Version >= f.Version:
+			return f, nil // a later deploy is already current; this version is kept
+		}
+		_ = origin.Purge(ctx, versionKey(f.Name, f.Version), jetstream.LastRevision(verRev))
+		if !live {
+			return Function{}, fmt.Errorf("cannot %s function %q: %w: it was deleted during the %s", what, f.Name, ErrConflict, what)
+		}
+		cur, rev = now, nowRev
+	}
+}
+
+// claim stores f as the first free version of f.Name after cur, setting f.Version, and returns
+// the record and its revision. Create fails if the key exists, so two deploys never claim one
+// version.
+func claim(ctx context.Context, origin jetstream.KeyValue, f *Function, cur uint64, what string) ([]byte, uint64, error) {
+	for v, attempt := cur+1, 0; ; v, attempt = v+1, attempt+1 {
+		if attempt == maxAttempts {
+			return nil, 0, fmt.Errorf("cannot %s function %q: %w: versions %d to %d taken by concurrent deploys", what, f.Name, ErrConflict, cur+1, v-1)
+		}
+		f.Version = v
+		rec, err := json.Marshal(f)
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot encode function %q: %w", f.Name, err)
+		}
+		verRev, err := origin.Create(ctx, versionKey(f.Name, v), rec)
+		if err == nil {
+			return rec, verRev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, 0, fmt.Errorf("cannot store function %q version %d (%d bytes): %w", f.Name, v, len(rec), err)
 		}
 	}
+}
+
+// last reads the current record of name at the origin with the revision a compare-and-set
+// of it must name (see natsnode.Bucket.Last); live is false if there is no current record.
+func (r *Registry) last(ctx context.Context, name string) (f Function, rev uint64, live bool, err error) {
+	data, rev, live, err := r.bucket.Last(ctx, currentKey(name))
+	if err != nil || !live {
+		return Function{}, rev, live, err
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return Function{}, 0, false, fmt.Errorf("cannot decode %s (revision %d): %w", currentKey(name), rev, err)
+	}
+	return f, rev, true, nil
 }
 
 func isCASFailure(err error) bool {
@@ -576,9 +596,12 @@ func (r *Registry) Rollback(ctx context.Context, name string, v uint64) (Functio
 	if err != nil {
 		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
 	}
-	cur, rev, err := current(ctx, origin, name)
+	cur, rev, live, err := r.last(ctx, name)
 	if err != nil {
-		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, unwrapNotFound(err))
+		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
+	}
+	if !live {
+		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, ErrNotFound)
 	}
 	if v == 0 {
 		all, err := versions(ctx, origin, name)
@@ -602,7 +625,7 @@ func (r *Registry) Rollback(ctx context.Context, name string, v uint64) (Functio
 		return Function{}, fmt.Errorf("cannot roll back function %q: %w", name, err)
 	}
 	f.RollbackOf = v
-	return r.publish(ctx, origin, f, cur.Version, rev, "roll back")
+	return r.publish(ctx, origin, f, cur, rev, "roll back")
 }
 
 // List returns the current version of every function, sorted by name.
@@ -684,8 +707,9 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 			return fmt.Errorf("cannot delete function %q: %w", name, err)
 		}
 	}
-	// Versions written after rev belong to deploys that started after this delete (or that
-	// raced with it and will fail with ErrConflict): leave them alone.
+	// Versions written after rev were claimed after the purge: they belong to the name's next
+	// life, or to deploys that will give them up. Leave them alone. A deploy that claimed
+	// before the purge cannot make its claim current now (see publish).
 	entries, err := scan(ctx, origin, "ver."+name+".*")
 	if err != nil {
 		return fmt.Errorf("cannot list versions of deleted function %q: %w", name, err)
