@@ -46,8 +46,9 @@ type code struct {
 	// 0 if none): every instance starts with it, so a cold start makes no wisp_alloc call.
 	reqBuf, reqBufSize uint32
 	// firstWrites are the pages of the image a probe request wrote (snapshot.Snapshot.FirstWrites):
-	// staged memories have them copied ahead of the first request.
-	firstWrites []uint32
+	// staged memories have them copied ahead of the first request. firstReads are the pages
+	// it only read (cowmem.Tracker): staged memories have them mapped in ahead.
+	firstWrites, firstReads []uint32
 
 	refs int // functions using this code; guarded by Runtime.mu
 
@@ -63,7 +64,7 @@ type code struct {
 const initTimeout = time.Minute
 
 // snapshotFormat versions what is stored under Config.SnapshotDir.
-const snapshotFormat = "wisp-snapshot-4" // 2: modules carry the interrupt flag; 3: and a request buffer; 4: and first writes
+const snapshotFormat = "wisp-snapshot-5" // 2: modules carry the interrupt flag; 3: and a request buffer; 4: and first writes; 5: and first reads
 
 func codeKey(wasm []byte, env []string, warmUp bool) string {
 	h := sha256.New()
@@ -127,11 +128,27 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []stri
 		reqBuf, err = allocRequestBuffer(ctx, mod)
 		return err
 	}
+	// The memory of the instance pre-initialized is tracked, so that the probe tells the pages
+	// it reads from those it writes.
+	var firstReads []uint32
+	tracker := cowmem.NewTracker()
+	if tracker != nil {
+		defer tracker.Close()
+		tctx = experimental.WithMemoryAllocator(tctx, tracker)
+	}
 	opt.Probe = func(ctx context.Context, mod api.Module) error {
+		firstReads = nil
 		if reqBuf == 0 {
 			return nil
 		}
-		return probe(ctx, mod, reqBuf)
+		tracked := tracker != nil && tracker.Restart(uint64(mod.Memory().Size())) == nil
+		if err := probe(ctx, mod, reqBuf); err != nil {
+			return err
+		}
+		if tracked {
+			firstReads, _, _ = tracker.Touched() // a hint: none if the kernel does not tell
+		}
+		return nil
 	}
 	snap, err := r.takeSnapshot(tctx, wasm, opt)
 	if errors.Is(err, snapshot.ErrUnsupported) || errors.Is(err, snapshot.ErrNotReactor) {
@@ -147,7 +164,7 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []stri
 	}
 	c := &code{key: key, served: snap.Module, image: img, clock: snap.Clock, base: time.Now(), wz: rt, interruptible: interruptible}
 	if reqBuf != 0 {
-		c.reqBuf, c.reqBufSize, c.firstWrites = reqBuf, requestBufferSize, snap.FirstWrites
+		c.reqBuf, c.reqBufSize, c.firstWrites, c.firstReads = reqBuf, requestBufferSize, snap.FirstWrites, firstReads
 	}
 	if err := r.storeSnapshot(key, snap, c); err != nil {
 		r.log.Warn("cannot store snapshot; it will be taken again after a restart", "function", spec.Name, "error", err)
@@ -266,8 +283,9 @@ type snapshotMeta struct {
 	// RequestBuffer and RequestBufferSize are code.reqBuf and code.reqBufSize.
 	RequestBuffer     uint32 `json:"request_buffer,omitempty"`
 	RequestBufferSize uint32 `json:"request_buffer_size,omitempty"`
-	// FirstWrites is code.firstWrites.
+	// FirstWrites and FirstReads are code.firstWrites and code.firstReads.
 	FirstWrites []uint32 `json:"first_writes,omitempty"`
+	FirstReads  []uint32 `json:"first_reads,omitempty"`
 }
 
 func (r *Runtime) snapshotPaths(key string) (wasm, mem, meta string) {
@@ -292,7 +310,7 @@ func (r *Runtime) storeSnapshot(key string, s *snapshot.Snapshot, c *code) error
 		return err
 	}
 	meta, _ := json.Marshal(snapshotMeta{Format: snapshotFormat, Clock: s.Clock, Pages: len(s.Memory) / wasmPage,
-		Interruptible: c.interruptible, RequestBuffer: c.reqBuf, RequestBufferSize: c.reqBufSize, FirstWrites: c.firstWrites})
+		Interruptible: c.interruptible, RequestBuffer: c.reqBuf, RequestBufferSize: c.reqBufSize, FirstWrites: c.firstWrites, FirstReads: c.firstReads})
 	return writeFileAtomic(metaPath, meta)
 }
 
@@ -334,14 +352,16 @@ func (r *Runtime) loadSnapshot(key string) (*code, error) {
 		img.Close()
 		return nil, fmt.Errorf("bad snapshot metadata %s: request buffer %#x+%d outside memory of %d bytes", metaPath, meta.RequestBuffer, meta.RequestBufferSize, len(mem))
 	}
-	for _, p := range meta.FirstWrites {
-		if uint64(p+1)*snapshot.PageSize > uint64(len(mem)) {
-			img.Close()
-			return nil, fmt.Errorf("bad snapshot metadata %s: first write to page %d outside memory of %d bytes", metaPath, p, len(mem))
+	for what, pages := range map[string][]uint32{"write": meta.FirstWrites, "read": meta.FirstReads} {
+		for _, p := range pages {
+			if uint64(p+1)*snapshot.PageSize > uint64(len(mem)) {
+				img.Close()
+				return nil, fmt.Errorf("bad snapshot metadata %s: first %s of page %d outside memory of %d bytes", metaPath, what, p, len(mem))
+			}
 		}
 	}
 	return &code{key: key, served: served, image: img, clock: meta.Clock, base: time.Now(), wz: rt, interruptible: meta.Interruptible,
-		reqBuf: meta.RequestBuffer, reqBufSize: meta.RequestBufferSize, firstWrites: meta.FirstWrites}, nil
+		reqBuf: meta.RequestBuffer, reqBufSize: meta.RequestBufferSize, firstWrites: meta.FirstWrites, firstReads: meta.FirstReads}, nil
 }
 
 func writeFileAtomic(path string, b []byte) error {
@@ -378,7 +398,7 @@ func (c *code) allocator(lim Limits, budget *cowmem.StageBudget) (experimental.M
 	case c.image == nil:
 		return limitAllocator(lim.MemoryBytes), nil
 	case len(c.firstWrites) > 0:
-		s := c.image.Staged(lim.MemoryBytes, c.firstWrites, budget)
+		s := c.image.Staged(lim.MemoryBytes, c.firstWrites, c.firstReads, budget)
 		return s, s
 	}
 	return c.image.Allocator(lim.MemoryBytes), nil

@@ -40,5 +40,8 @@ func SetInterpretBudget(t interface{ Cleanup(func()) }, d time.Duration) {
 // FirstWrites returns the pages of f's snapshot image its staged memories copy ahead.
 func (f *Function) FirstWrites() []uint32 { return f.code.firstWrites }
 
+// FirstReads returns the pages of f's snapshot image its staged memories map in ahead.
+func (f *Function) FirstReads() []uint32 { return f.code.firstReads }
+
 // StagedReady reports whether a memory is staged for f's next cold start.
 func (f *Function) StagedReady() bool { return f.staged != nil && f.staged.Ready() }

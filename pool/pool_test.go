@@ -319,7 +319,7 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 	big := strings.Repeat("x", 10000)
 	var key string
 	var firstPtr uint32
-	for run := range 4 {
+	for run := range 5 {
 		rt := runtimeWith(t, pool.Config{SnapshotDir: dir})
 		f, err := rt.Compile(context.Background(), spec)
 		if err != nil {
@@ -334,9 +334,9 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 		} else if ptr != firstPtr { // a snapshot taken again allocates at the same address
 			t.Fatalf("run %d: request buffer at %#x; want %#x as in the first run", run, ptr, firstPtr)
 		}
-		for _, p := range f.FirstWrites() {
+		for _, p := range append(f.FirstWrites(), f.FirstReads()...) {
 			if p >= 1<<20 {
-				t.Fatalf("run %d: first writes %v name a page past the image", run, f.FirstWrites())
+				t.Fatalf("run %d: first writes %v or reads %v name a page past the image", run, f.FirstWrites(), f.FirstReads())
 			}
 		}
 		for _, body := range []string{"", "small", big} {
@@ -352,8 +352,9 @@ func TestColdInstancesStartWithARequestBuffer(t *testing.T) {
 		f.Close()
 		_ = rt.Close(context.Background())
 		// The next runs find stored metadata naming a buffer past the end of memory, then a
-		// first write to a page past it: each is refused and the snapshot taken again.
-		if tamper := map[int]string{1: "request_buffer", 2: "first_writes"}[run]; tamper != "" {
+		// first write, then a first read of a page past it: each is refused and the snapshot
+		// taken again.
+		if tamper := map[int]string{1: "request_buffer", 2: "first_writes", 3: "first_reads"}[run]; tamper != "" {
 			path := filepath.Join(dir, key+".json")
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -498,6 +499,9 @@ func TestColdStartsUseStagedMemory(t *testing.T) {
 			f := compile(t, rt, "hello", pool.Limits{})
 			if len(f.FirstWrites()) == 0 {
 				t.Fatal("the snapshot recorded no first writes")
+			}
+			if _, err := os.Stat("/proc/self/pagemap"); err == nil && len(f.FirstReads()) == 0 {
+				t.Fatal("the snapshot recorded no first reads")
 			}
 			before := hits()
 			for i := range 3 {

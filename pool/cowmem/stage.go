@@ -52,18 +52,20 @@ func (b *StageBudget) release(n int64) {
 }
 
 // Staged is an Allocator that keeps one memory mapped ahead of use with the pages an
-// instance's first call writes already copied (MADV_POPULATE_WRITE), so that the first call
-// after a cold start takes no copy-on-write fault on them, and instantiation makes no mapping
-// call. It refills in the background after each use. The pages are a hint (from
-// snapshot.Snapshot.FirstWrites): a page not listed is copied on first write as usual.
+// instance's first call writes already copied (MADV_POPULATE_WRITE) and the image pages it only
+// reads already mapped in (MADV_POPULATE_READ), so that the first call after a cold start takes
+// no page fault on them, and instantiation makes no mapping call. It refills in the background
+// after each use. The pages are a hint (from snapshot.Snapshot.FirstWrites and a Tracker): a
+// page not listed is mapped or copied on first use as usual.
 //
 // A memory it hands out is an ordinary one of the image's. Close releases the staged memory;
 // memories already handed out are unaffected.
 type Staged struct {
 	img      *Image
 	maxBytes uint64
-	ranges   [][2]uint32 // runs of consecutive pages: first index, count
-	cost     int64       // bytes a staged memory holds
+	writes   [][2]uint32 // runs of consecutive pages copied ahead: first index, count
+	reads    [][2]uint32 // runs of consecutive pages mapped in ahead
+	cost     int64       // bytes a staged memory holds: its copies
 	budget   *StageBudget
 
 	mu      sync.Mutex
@@ -73,24 +75,35 @@ type Staged struct {
 	closed  bool
 }
 
-// Staged returns an allocator like Allocator(maxBytes) that stages memories with pages
-// (indices of HostPageSize pages of the image; those past the image are ignored) copied
-// ahead, within budget. It stages its first memory after its first allocation, when it knows
-// the module's maximum.
-func (img *Image) Staged(maxBytes uint64, pages []uint32, budget *StageBudget) *Staged {
+// Staged returns an allocator like Allocator(maxBytes) that stages memories with the pages
+// writes copied ahead and the pages reads mapped in ahead (indices of HostPageSize pages of the
+// image, in increasing order; those past the image are ignored), within budget. It stages
+// nothing without writes, and its first memory after its first allocation, when it knows the
+// module's maximum.
+func (img *Image) Staged(maxBytes uint64, writes, reads []uint32, budget *StageBudget) *Staged {
 	s := &Staged{img: img, maxBytes: maxBytes, budget: budget}
+	s.writes = img.pageRanges(writes)
+	for _, r := range s.writes {
+		s.cost += int64(r[1]) * HostPageSize
+	}
+	s.reads = img.pageRanges(reads)
+	return s
+}
+
+// pageRanges turns page indices into runs of consecutive pages within the image.
+func (img *Image) pageRanges(pages []uint32) [][2]uint32 {
+	var ranges [][2]uint32
 	for _, p := range pages {
 		if uint64(p+1)*HostPageSize > img.size {
 			continue
 		}
-		if n := len(s.ranges); n > 0 && s.ranges[n-1][0]+s.ranges[n-1][1] == p {
-			s.ranges[n-1][1]++
+		if n := len(ranges); n > 0 && ranges[n-1][0]+ranges[n-1][1] == p {
+			ranges[n-1][1]++
 		} else {
-			s.ranges = append(s.ranges, [2]uint32{p, 1})
+			ranges = append(ranges, [2]uint32{p, 1})
 		}
-		s.cost += HostPageSize
 	}
-	return s
+	return ranges
 }
 
 // Allocate implements experimental.MemoryAllocator.
@@ -105,7 +118,7 @@ func (s *Staged) Allocate(_, moduleMax uint64) experimental.LinearMemory {
 		m = nil
 	}
 	s.limit = limit
-	fill := len(s.ranges) > 0 && !s.filling && !s.closed && s.ready == nil
+	fill := len(s.writes) > 0 && !s.filling && !s.closed && s.ready == nil
 	s.filling = s.filling || fill
 	s.mu.Unlock()
 	if fill {
@@ -123,7 +136,7 @@ func (s *Staged) Allocate(_, moduleMax uint64) experimental.LinearMemory {
 func (s *Staged) fill(limit uint64) {
 	var m *mappedMemory
 	if s.budget.acquire(s.cost) {
-		if m = s.img.mapStaged(limit, s.ranges); m == nil {
+		if m = s.img.mapStaged(limit, s.writes, s.reads); m == nil {
 			s.budget.release(s.cost)
 		}
 	}
@@ -158,9 +171,9 @@ func (s *Staged) Close() {
 	}
 }
 
-// mapStaged maps a memory of limit bytes and copies the pages of ranges into it; nil if the
-// image is closed or the kernel refuses.
-func (img *Image) mapStaged(limit uint64, ranges [][2]uint32) *mappedMemory {
+// mapStaged maps a memory of limit bytes, maps the pages of reads in and copies those of
+// writes; nil if the image is closed or the kernel refuses.
+func (img *Image) mapStaged(limit uint64, writes, reads [][2]uint32) *mappedMemory {
 	img.mu.RLock()
 	defer img.mu.RUnlock()
 	if img.file == nil {
@@ -170,10 +183,18 @@ func (img *Image) mapStaged(limit uint64, ranges [][2]uint32) *mappedMemory {
 	if err != nil {
 		return nil
 	}
-	for _, r := range ranges {
-		populateWrite(unsafe.Slice((*byte)(unsafe.Add(m.base, uintptr(r[0])*HostPageSize)), uintptr(r[1])*HostPageSize))
+	for _, r := range reads {
+		populateRead(m.pages(r))
+	}
+	for _, r := range writes {
+		populateWrite(m.pages(r))
 	}
 	return m
+}
+
+// pages returns the run r of m's HostPageSize pages.
+func (m *mappedMemory) pages(r [2]uint32) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(m.base, uintptr(r[0])*HostPageSize)), uintptr(r[1])*HostPageSize)
 }
 
 // touchWrite makes each page of b private by writing it with its own content: an atomic add

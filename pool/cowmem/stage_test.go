@@ -55,10 +55,10 @@ func TestStaged(t *testing.T) {
 	mem := pattern(4) // 64 host pages
 	img := newTestImage(t, constructors[0].new, mem)
 	const limit = 6 * PageSize
-	s := img.Staged(limit, []uint32{1, 2, 3, 10, 64, 500}, nil) // the last two lie past the image
+	s := img.Staged(limit, []uint32{1, 2, 3, 10, 64, 500}, []uint32{20, 21, 30, 70}, nil) // 64 and later lie past the image
 	defer s.Close()
-	if len(s.ranges) != 2 || s.cost != 4*HostPageSize {
-		t.Fatalf("ranges %v, cost %d; want [1 3] [10 1], 4 pages", s.ranges, s.cost)
+	if len(s.writes) != 2 || s.cost != 4*HostPageSize || len(s.reads) != 2 {
+		t.Fatalf("writes %v, reads %v, cost %d; want [1 3] [10 1], [20 2] [30 1], 4 pages", s.writes, s.reads, s.cost)
 	}
 
 	hits, misses := stagedHits.Get(), stagedMisses.Get()
@@ -77,7 +77,7 @@ func TestStaged(t *testing.T) {
 	for _, tt := range []struct {
 		page          int
 		present, anon bool
-	}{{1, true, true}, {3, true, true}, {10, true, true}, {5, false, false}} {
+	}{{1, true, true}, {3, true, true}, {10, true, true}, {20, true, false}, {21, true, false}, {30, true, false}, {5, false, false}, {40, false, false}} {
 		present, anon := pageState(t, unsafe.Pointer(&buf[tt.page*HostPageSize]))
 		if present != tt.present || (present && anon != tt.anon) {
 			t.Errorf("page %d: present %v anonymous %v; want %v %v", tt.page, present, anon, tt.present, tt.anon)
@@ -118,7 +118,7 @@ func TestStageBudget(t *testing.T) {
 	img := newTestImage(t, constructors[0].new, mem)
 	pages := []uint32{0, 1, 2, 3}
 
-	none := img.Staged(0, pages, NewStageBudget(3*HostPageSize)) // less than one memory's pages
+	none := img.Staged(0, pages, nil, NewStageBudget(3*HostPageSize)) // less than one memory's pages
 	defer none.Close()
 	m := none.Allocate(uint64(len(mem)), 1<<32)
 	defer m.Free()
@@ -128,7 +128,7 @@ func TestStageBudget(t *testing.T) {
 	}
 
 	b := NewStageBudget(4 * HostPageSize)
-	s := img.Staged(0, pages, b)
+	s := img.Staged(0, pages, pages, b)
 	defer s.Close()
 	first := s.Allocate(uint64(len(mem)), 1<<32)
 	defer first.Free()
@@ -151,7 +151,7 @@ func TestStagedClosedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	img.Close()
-	if m := img.mapStaged(PageSize, [][2]uint32{{0, 1}}); m != nil {
+	if m := img.mapStaged(PageSize, [][2]uint32{{0, 1}}, nil); m != nil {
 		m.Free()
 		t.Fatal("staged a memory of a closed image")
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
+	"github.com/wispfn/wisp/pool/cowmem"
 	"github.com/wispfn/wisp/pool/snapshot"
 )
 
@@ -65,5 +67,27 @@ func TestProbeFirstWrites(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := snapshot.Take(ctx, rt, guest(t), snapshot.Options{Env: guestEnv, Probe: func(context.Context, api.Module) error { return boom }}); !errors.Is(err, boom) {
 		t.Fatalf("Take with a failing probe: %v; want its error", err)
+	}
+
+	// A probe that ends the instance leaves no memory to compare: on a memory that is
+	// unmapped when freed, reading it would fault. The snapshot stands, without first writes;
+	// if time ran out, Take fails.
+	tracker := cowmem.NewTracker()
+	if tracker == nil {
+		t.Skip("no page tracking here")
+	}
+	tracked := experimental.WithMemoryAllocator(ctx, tracker)
+	closed, err := snapshot.Take(tracked, rt, guest(t), snapshot.Options{Env: guestEnv, Probe: func(ctx context.Context, mod api.Module) error {
+		return mod.Close(ctx)
+	}})
+	if err != nil || closed.FirstWrites != nil || len(closed.Memory) == 0 {
+		t.Fatalf("Take with a probe that closed the instance: %v; want the snapshot without first writes", err)
+	}
+	short, cancel := context.WithCancel(tracked)
+	if _, err := snapshot.Take(short, rt, guest(t), snapshot.Options{Env: guestEnv, Probe: func(ctx context.Context, mod api.Module) error {
+		cancel()
+		return mod.Close(ctx)
+	}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Take with a probe that ran out of time: %v; want context.Canceled", err)
 	}
 }

@@ -196,8 +196,16 @@ func Take(ctx context.Context, rt wazero.Runtime, wasm []byte, opt Options) (*Sn
 		if err := opt.Probe(ctx, mod); err != nil {
 			return nil, fmt.Errorf("cannot probe guest: %w", err)
 		}
-		if s.FirstWrites, err = writtenPages(mem, s.Memory); err != nil {
-			return nil, err
+		// A guest that exited in the probe has no memory left to compare (it may have been
+		// unmapped): it gets no first writes, unless time ran out, which fails Take as it
+		// would have failed initialization.
+		switch {
+		case !mod.IsClosed():
+			if s.FirstWrites, err = writtenPages(mem, s.Memory); err != nil {
+				return nil, err
+			}
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("cannot probe guest: %w", ctx.Err())
 		}
 	}
 	return s, nil
