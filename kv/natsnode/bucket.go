@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,10 @@ func (b *Bucket) Origin(ctx context.Context) (jetstream.KeyValue, error) {
 // Revision 0 means key was never written (or its markers were removed). In an edge region
 // Last reads the origin through the leaf-node link.
 func (b *Bucket) Last(ctx context.Context, key string) (value []byte, rev uint64, live bool, err error) {
+	if key == "" || strings.ContainsAny(key, "*> \t\r\n") {
+		// A wildcard would read the last message of any matching key.
+		return nil, 0, false, fmt.Errorf("cannot read key %q of bucket %q: a key is one subject, without wildcards or spaces", key, b.name)
+	}
 	st, err := b.stream(ctx)
 	if err != nil {
 		return nil, 0, false, err

@@ -24,6 +24,14 @@ func TestLastSeesMarkers(t *testing.T) {
 	}
 	kv := hb.Read
 
+	if _, err := kv.PutString(ctx, "other", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "*", ">", "fn.*", "a b"} {
+		if v, _, _, err := hb.Last(ctx, bad); err == nil {
+			t.Errorf("Last(%q) = %q; want an error", bad, v)
+		}
+	}
 	for _, b := range []*Bucket{hb, eb} {
 		if v, rev, live, err := b.Last(ctx, "never"); err != nil || live || rev != 0 || v != nil {
 			t.Fatalf("Last(never written) = %q, %d, %v, %v; want nil, 0, false, nil", v, rev, live, err)
