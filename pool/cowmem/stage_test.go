@@ -74,12 +74,15 @@ func TestStaged(t *testing.T) {
 		t.Fatalf("hits +%d, misses +%d; want one of each", stagedHits.Get()-hits, stagedMisses.Get()-misses)
 	}
 	buf := m.Reallocate(uint64(len(mem)))
+	// Pages written are private copies, pages read are the image's, mapped in; the others may be
+	// mapped in too (the kernel maps neighbours of a read in, how many is its own policy: fault
+	// around, large folios), but never copied.
 	for _, tt := range []struct {
 		page          int
 		present, anon bool
 	}{{1, true, true}, {3, true, true}, {10, true, true}, {20, true, false}, {21, true, false}, {30, true, false}, {5, false, false}, {40, false, false}} {
 		present, anon := pageState(t, unsafe.Pointer(&buf[tt.page*HostPageSize]))
-		if present != tt.present || (present && anon != tt.anon) {
+		if tt.present && (!present || anon != tt.anon) || !tt.present && present && anon {
 			t.Errorf("page %d: present %v anonymous %v; want %v %v", tt.page, present, anon, tt.present, tt.anon)
 		}
 	}
