@@ -105,6 +105,9 @@ type Function struct {
 	// KVNamespace is the Global KV namespace the function's kv hostcalls use (see ValidName);
 	// empty: its own, named after the function. Functions of one tenant may share one.
 	KVNamespace string `json:"kv_namespace,omitempty"`
+	// Tenant is the tenant the function belongs to (see ValidName); empty: none. A tenant the
+	// operator isolates runs only on its own pool of nodes (package sched).
+	Tenant string `json:"tenant,omitempty"`
 	// Created is when Deploy or Rollback stored this version (UTC).
 	Created time.Time `json:"created"`
 	// RollbackOf is the version this one is a copy of when Rollback created it, 0 when
@@ -358,6 +361,9 @@ func validate(f *Function) error {
 	}
 	if err := validDigest(f.Digest); err != nil {
 		return err
+	}
+	if f.Tenant != "" && !nameRe.MatchString(f.Tenant) {
+		return fmt.Errorf("%w tenant %q: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit", ErrInvalid, f.Tenant)
 	}
 	if f.Route != "" && !strings.HasPrefix(f.Route, "/") {
 		return fmt.Errorf("%w route %q: must start with '/'", ErrInvalid, f.Route)

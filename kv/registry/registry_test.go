@@ -374,6 +374,7 @@ func TestDeployRejects(t *testing.T) {
 		{"negative limit", Function{Name: "a", Digest: digest, Limits: Limits{TimeoutMs: -1}}, "must not be negative"},
 		{"env with =", Function{Name: "a", Digest: digest, Env: map[string]string{"A=B": "c"}}, `invalid environment variable "A=B"`},
 		{"env with NUL", Function{Name: "a", Digest: digest, Env: map[string]string{"A": "x\x00"}}, `invalid environment variable "A"`},
+		{"tenant", Function{Name: "a", Digest: digest, Tenant: "Acme Corp"}, `invalid tenant "Acme Corp"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
