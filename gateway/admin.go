@@ -47,7 +47,9 @@ type functionInfo struct {
 func (s *Server) info(meta registry.Function) functionInfo {
 	fi := functionInfo{Function: meta}
 	if e := s.cat.table().byName[meta.Name]; e != nil {
-		fi.LiveInstances = e.fn.Live()
+		if e.fn != nil {
+			fi.LiveInstances = e.fn.Live()
+		}
 		fi.RoutedVersion = e.meta.Version
 		fi.URL = s.URL() + e.prefix + "/"
 	}
@@ -97,10 +99,14 @@ func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
 // synthetic request before the snapshot), fetch_allow (repeated: the hosts the function may
 // fetch from, "api.example.com" or "*.example.com", optionally with ":port"; none: any public
 // host), kv_namespace (the Global KV namespace of the function's kv hostcalls, shared by the
-// functions of one tenant; default: the function's own).
+// functions of one tenant; default: the function's own), tenant (the tenant the function
+// belongs to; an isolated tenant's functions run only on its pool's nodes).
 func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	d, err := s.parseDeploy(rc)
+	if err == nil && s.forwardDeploy(ctx, rc, d) {
+		return
+	}
 	if err == nil {
 		var meta registry.Function
 		meta, err = s.cat.deploy(ctx, d)
@@ -176,6 +182,12 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 		}
 		d.KVNamespace = ns
 	}
+	if t := string(args.Peek("tenant")); t != "" {
+		if err := registry.ValidName(t); err != nil {
+			return d, errorf(http.StatusBadRequest, "tenant: %v", err)
+		}
+		d.Tenant = t
+	}
 	wasm, err := decodeUpload(rc.Request.Header.Peek("Content-Encoding"), rc.Request.Body(), s.cfg.MaxModuleBytes)
 	if err != nil {
 		return d, err
@@ -231,7 +243,7 @@ func (s *Server) serveAdminInvoke(ctx context.Context, rc *app.RequestContext) {
 	}
 	path := rc.Request.URI().PathOriginal()
 	rest := path[min(len(path), len(adminPrefix)+len("/invoke/")+len(name)):]
-	status := s.invoke(ctx, rc, e, rest)
+	status := s.schedule(ctx, rc, e, rest)
 	e.stats.observe(status, start)
 }
 

@@ -110,6 +110,12 @@ func (c *catalog) apply(ctx context.Context, log *slog.Logger, ev registry.Event
 		return
 	}
 	start := time.Now()
+	if !c.runsHere(f) { // another pool's: routed to its nodes, never compiled here
+		c.install(f, nil)
+		followedRouted.Inc()
+		log.Info("function routed to its pool", "function", f.Name, "version", f.Version, "tenant", f.Tenant)
+		return
+	}
 	fn, err := c.compileVersion(ctx, f)
 	if err == nil && ctx.Err() != nil {
 		fn.Close() // the gateway is shutting down

@@ -21,13 +21,16 @@ type catalog struct {
 	reg   *registry.Registry
 	rt    *pool.Runtime
 	stats statsByName
+	// runsHere reports whether this node's runtime runs a function; the others are routed
+	// (to a node of their pool) but not compiled here.
+	runsHere func(registry.Function) bool
 
 	tbl atomic.Pointer[table]
 	mu  sync.Mutex // serializes deploy, remove and load
 }
 
 func newCatalog(reg *registry.Registry, rt *pool.Runtime) *catalog {
-	c := &catalog{reg: reg, rt: rt}
+	c := &catalog{reg: reg, rt: rt, runsHere: func(registry.Function) bool { return true }}
 	c.tbl.Store(newTable())
 	return c
 }
@@ -44,6 +47,7 @@ type deployRequest struct {
 	WarmUp      bool
 	FetchAllow  []string
 	KVNamespace string
+	Tenant      string
 	Wasm        []byte
 }
 
@@ -86,7 +90,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	meta, err := c.reg.Deploy(ctx, registry.Function{
 		Name: d.Name, Digest: digest, Size: int64(len(d.Wasm)),
 		Route: d.Route, Host: d.Host, Limits: d.Limits, Env: d.Env, WarmUp: d.WarmUp, FetchAllow: d.FetchAllow,
-		KVNamespace: d.KVNamespace,
+		KVNamespace: d.KVNamespace, Tenant: d.Tenant,
 	})
 	if err != nil {
 		fn.Close()
@@ -104,7 +108,7 @@ func (c *catalog) install(meta registry.Function, fn *pool.Function) {
 	}
 	old := c.table().byName[meta.Name]
 	c.tbl.Store(c.table().with(meta.Name, e))
-	if old != nil {
+	if old != nil && old.fn != nil {
 		old.fn.Close()
 	}
 }
@@ -127,7 +131,7 @@ func (c *catalog) remove(ctx context.Context, name string) error {
 func (c *catalog) unroute(name string) {
 	old := c.table().byName[name]
 	c.tbl.Store(c.table().with(name, nil))
-	if old != nil {
+	if old != nil && old.fn != nil {
 		old.fn.Close()
 	}
 	c.stats.forget(name)
@@ -139,7 +143,9 @@ func (c *catalog) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.table().byName {
-		e.fn.Close()
+		if e.fn != nil {
+			e.fn.Close()
+		}
 	}
 	c.tbl.Store(newTable())
 }
@@ -177,6 +183,9 @@ func (s *Server) Invoke(ctx context.Context, caller, name string, req *abi.Reque
 	if e == nil {
 		return fmt.Errorf("function %q called %q: %w", caller, name, ringrpc.ErrNotFound)
 	}
+	if e.fn == nil {
+		return errorf(http.StatusServiceUnavailable, "function %q called %q, which runs only on the nodes of its tenant's pool, not on this one", caller, name)
+	}
 	start := time.Now()
 	err := e.fn.Invoke(ctx, req, fn)
 	status := http.StatusOK
@@ -199,9 +208,11 @@ func (c *catalog) rollback(ctx context.Context, name string, version uint64) (re
 	if err != nil {
 		return registry.Function{}, err
 	}
-	fn, err := c.compileVersion(ctx, meta)
-	if err != nil {
-		return registry.Function{}, err
+	var fn *pool.Function
+	if c.runsHere(meta) {
+		if fn, err = c.compileVersion(ctx, meta); err != nil {
+			return registry.Function{}, err
+		}
 	}
 	c.install(meta, fn)
 	return meta, nil

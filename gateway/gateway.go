@@ -42,11 +42,15 @@ type Config struct {
 	MaxModuleBytes int
 	// Logs is the per-function log stream behind GET /_wisp/logs/NAME. Nil: no logs endpoint.
 	Logs LogSource
+	// Cluster spreads requests over the nodes of each function's pool. Nil: every request
+	// runs in this process.
+	Cluster *Cluster
 }
 
 // Server is the gateway. Start it once, Shutdown it once.
 type Server struct {
 	cfg    Config
+	token  []byte
 	log    *slog.Logger
 	cat    *catalog
 	h      *server.Hertz
@@ -75,7 +79,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxModuleBytes = DefaultMaxModuleBytes
 	}
 	hlogOnce.Do(func() { hlog.SetLevel(hlog.LevelWarn) })
-	s := &Server{cfg: cfg, log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1), followDone: make(chan struct{})}
+	if cfg.Cluster != nil {
+		if err := cfg.Cluster.init(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{cfg: cfg, token: []byte(cfg.Token), log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1), followDone: make(chan struct{})}
 	s.h = server.New(
 		server.WithListener(cfg.Listener),
 		server.WithMaxRequestBodySize(cfg.MaxModuleBytes+1<<20),
@@ -85,6 +94,9 @@ func New(cfg Config) (*Server, error) {
 		server.WithExitWaitTime(time.Second),
 		server.WithIdleTimeout(90*time.Second),
 	)
+	if cfg.Cluster != nil {
+		s.cat.runsHere = cfg.Cluster.runsHere
+	}
 	s.routes()
 	return s, nil
 }
@@ -148,7 +160,11 @@ func (s *Server) serveHealth(_ context.Context, rc *app.RequestContext) {
 
 func (s *Server) serveMetrics(_ context.Context, rc *app.RequestContext) {
 	rc.Response.Header.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-	writePrometheus(rc.Response.BodyWriter())
+	w := rc.Response.BodyWriter()
+	writePrometheus(w)
+	if c := s.cfg.Cluster; c != nil {
+		c.writeMetrics(w)
+	}
 }
 
 // requestError logs an error the client caused or a server error, with the request it belongs to.

@@ -70,7 +70,8 @@ func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
 
 // startServerOn starts a gateway on node, which may be shared with other gateways: nodes of
 // one deployment.
-func startServerOn(t testing.TB, node *natsnode.Node, maxModule int) *testServer {
+// opts change the gateway's configuration; they can read the listener's address.
+func startServerOn(t testing.TB, node *natsnode.Node, maxModule int, opts ...func(*gateway.Config)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	logs := &logBuffer{}
@@ -87,7 +88,11 @@ func startServerOn(t testing.TB, node *natsnode.Node, maxModule int) *testServer
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, MaxModuleBytes: maxModule})
+	cfg := gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, MaxModuleBytes: maxModule}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	gw, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,16 +18,24 @@ func (s *Server) serveFunction(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	path := rc.Request.URI().PathOriginal()
 	e, prefixLen := s.cat.table().lookup(rc.Request.Host(), path)
+	if e == nil && s.cfg.Cluster != nil && s.forwarded(rc) {
+		notReady(rc, nil) // the forwarding node routes it: this one will, once it has compiled it
+		return
+	}
 	if e == nil {
 		unroutedRequests.Inc()
 		writeError(rc, errorf(http.StatusNotFound, "no function serves %s", path))
 		return
 	}
-	status := s.invoke(ctx, rc, e, path[prefixLen:])
+	status := s.schedule(ctx, rc, e, path[prefixLen:])
 	e.stats.observe(status, start)
 }
 
 func (s *Server) invoke(ctx context.Context, rc *app.RequestContext, e *entry, rest []byte) int {
+	if e.fn == nil {
+		writeError(rc, errorf(http.StatusServiceUnavailable, "function %q runs only on the nodes of pool %q, not on this node", e.meta.Name, s.cfg.Cluster.Sched.PoolOf(e.meta.Tenant)))
+		return http.StatusServiceUnavailable
+	}
 	lim := e.fn.Limits()
 	body := rc.Request.Body()
 	if len(body) > lim.MaxRequestBytes {
@@ -39,6 +47,10 @@ func (s *Server) invoke(ctx context.Context, rc *app.RequestContext, e *entry, r
 	x.rc = rc
 	x.maxResponse = lim.MaxResponseBytes
 	x.fill(rc, rest, body)
+	if s.cfg.Cluster != nil && s.forwarded(rc) {
+		x.addr = append(x.addr[:0], rc.Request.Header.Peek(clientHeader)...)
+		x.req.RemoteAddr = x.addr
+	}
 	if err := e.fn.Invoke(ctx, &x.req, x.respond); err != nil {
 		writeError(rc, err)
 	}
@@ -94,6 +106,9 @@ func (x *exchange) fill(rc *app.RequestContext, rest, body []byte) {
 }
 
 func (x *exchange) addHeader(k, v []byte) {
+	if len(k) >= len(internalPrefix) && equalFold(k[:len(internalPrefix)], internalPrefix) {
+		return // between gateways only
+	}
 	x.req.Headers = append(x.req.Headers, abi.Header{Name: k, Value: v})
 }
 

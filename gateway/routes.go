@@ -9,7 +9,8 @@ import (
 	"github.com/wispfn/wisp/pool"
 )
 
-// entry is the live state of one function: its current metadata and compiled version.
+// entry is the live state of one function: its current metadata and compiled version (nil
+// when the function runs only on the nodes of another pool).
 // Entries are immutable once published in a table; a deploy publishes a new entry.
 type entry struct {
 	meta   registry.Function
@@ -31,8 +32,8 @@ func newTable() *table {
 	return &table{byName: map[string]*entry{}, byPrefix: map[string]*entry{}, byHost: map[string]*entry{}}
 }
 
-// with returns a copy of t with e added (replacing the entry of the same name), or removed
-// when e.fn is nil.
+// with returns a copy of t with e added (replacing the entry of the same name), or with the
+// entry of name removed when e is nil.
 func (t *table) with(name string, e *entry) *table {
 	n := newTable()
 	for k, v := range t.byName {

@@ -103,6 +103,7 @@ type deployOptions struct {
 	warmUp       bool
 	fetchAllow   []string
 	kvNamespace  string
+	tenant       string
 }
 
 type deployed struct {
@@ -159,6 +160,9 @@ func deployPath(ctx context.Context, c client, name, path string, o deployOption
 	if o.kvNamespace != "" {
 		q.Set("kv_namespace", o.kvNamespace)
 	}
+	if o.tenant != "" {
+		q.Set("tenant", o.tenant)
+	}
 	p := "/_wisp/functions/" + url.PathEscape(name)
 	if len(q) > 0 {
 		p += "?" + q.Encode()
@@ -201,6 +205,7 @@ func newDeployCmd() *cobra.Command {
 	fl.StringArrayVar(&o.env, "env", nil, "KEY=VALUE environment variable of the function; repeatable")
 	fl.BoolVar(&o.warmUp, "warmup", false, "serve one synthetic GET / before the snapshot, so lazy first-request work is done once")
 	fl.StringArrayVar(&o.fetchAllow, "fetch-allow", nil, "host the function may fetch from (api.example.com, *.example.com, optionally :PORT); repeatable; none: any public host")
+	fl.StringVar(&o.tenant, "tenant", "", "the tenant the function belongs to (an isolated tenant runs only on its own pool of nodes)")
 	fl.StringVar(&o.kvNamespace, "kv-namespace", "", "Global KV namespace of the function's kv calls, shared by a tenant's functions (default: its own)")
 	return cmd
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/wispfn/wisp/gateway"
 	"github.com/wispfn/wisp/kv/cache"
 	"github.com/wispfn/wisp/kv/natsnode"
+	"github.com/wispfn/wisp/kv/nodes"
 	"github.com/wispfn/wisp/kv/registry"
 	"github.com/wispfn/wisp/kv/store"
 	"github.com/wispfn/wisp/pool"
@@ -33,6 +34,7 @@ import (
 	ringkv "github.com/wispfn/wisp/ring/provider/kv"
 	ringlog "github.com/wispfn/wisp/ring/provider/log"
 	ringrpc "github.com/wispfn/wisp/ring/provider/rpc"
+	"github.com/wispfn/wisp/sched"
 )
 
 type serveFlags struct {
@@ -54,6 +56,10 @@ type serveFlags struct {
 	leafListen    string
 	leafRemotes   []string
 	pprofListen   string
+	advertise     string
+	pool          string
+	weight        int
+	isolate       []string
 }
 
 func newServeCmd() *cobra.Command {
@@ -92,6 +98,10 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.BoolVar(&f.fetchLoopback, "fetch-allow-loopback", false, "let guests fetch from loopback addresses (local development and tests)")
 	fl.BoolVar(&f.fetchPrivate, "fetch-allow-private", false, "let guests fetch from private address ranges")
 	fl.StringVar(&f.pprofListen, "pprof-listen", "", "serve Go's net/http/pprof (CPU, heap, goroutine profiles of the whole process) on this address; keep it on loopback")
+	fl.StringVar(&f.advertise, "advertise", "", "the URL other nodes forward requests to (default: http:// and the --listen address, the host name when it listens on all interfaces)")
+	fl.StringVar(&f.pool, "pool", "shared", "the pool this node runs functions for: tenants isolated into a pool (--isolate) run only on its nodes, the others on the shared pool's")
+	fl.IntVar(&f.weight, "weight", 1, "this node's share of its pool's traffic relative to the other nodes of the pool (its capacity), 1 to 1000")
+	fl.StringArrayVar(&f.isolate, "isolate", nil, "TENANT=POOL: run the tenant's functions only on the nodes of POOL (give every node the same list); repeatable")
 	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
 	return cmd
 }
@@ -232,8 +242,27 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %q: %w", f.listen, err)
 	}
-	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs})
+	cluster, err := newCluster(f, ln.Addr())
 	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs, Cluster: cluster})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	// The region's nodes: this one joins once it serves; requests spread over all of them.
+	dir, err := nodes.Open(ctx, node, nodes.Options{})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := dir.Watch(ctx, func(ms []nodes.Member) {
+		if err := cluster.SetMembers(ms); err != nil {
+			log.Error("cannot use the node membership", "error", err)
+		}
+	}); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -247,7 +276,14 @@ func serve(ctx context.Context, f serveFlags) error {
 		defer cancel()
 		return gw.Shutdown(sctx)
 	})
-	log.Info("gateway listening", "url", gw.URL(), "functions", gw.Functions())
+	joinCtx, leave := context.WithCancel(context.Background())
+	joined, err := dir.Announce(joinCtx, nodes.Member{URL: cluster.Self, Pool: cluster.Pool, Weight: f.weight})
+	if err != nil {
+		leave()
+		return err
+	}
+	stopStep("membership", func() error { leave(); <-joined; return nil })
+	log.Info("gateway listening", "url", gw.URL(), "functions", gw.Functions(), "node", cluster.Self, "pool", cluster.Pool)
 	fmt.Printf("wisp: serving on %s\n", gw.URL())
 
 	for _, d := range f.deploy {
@@ -265,6 +301,56 @@ func serve(ctx context.Context, f serveFlags) error {
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
 	return nil
+}
+
+// newCluster builds the scheduler of this node's gateway from the flags.
+func newCluster(f serveFlags, addr net.Addr) (*gateway.Cluster, error) {
+	isolated := map[string]string{}
+	for _, kv := range f.isolate {
+		tenant, p, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--isolate %q: want TENANT=POOL", kv)
+		}
+		if err := registry.ValidName(tenant); err != nil {
+			return nil, fmt.Errorf("--isolate %q: %w", kv, err)
+		}
+		if err := nodes.ValidPool(p); err != nil {
+			return nil, fmt.Errorf("--isolate %q: %w", kv, err)
+		}
+		if _, dup := isolated[tenant]; dup {
+			return nil, fmt.Errorf("--isolate: tenant %q given twice", tenant)
+		}
+		isolated[tenant] = p
+	}
+	if err := nodes.ValidPool(f.pool); err != nil {
+		return nil, fmt.Errorf("--pool: %w", err)
+	}
+	if f.weight < 1 || f.weight > 1000 {
+		return nil, fmt.Errorf("--weight %d: want 1 to 1000", f.weight)
+	}
+	sc, err := sched.New(sched.Config{Isolated: isolated})
+	if err != nil {
+		return nil, fmt.Errorf("--isolate: %w", err)
+	}
+	self := f.advertise
+	if self == "" {
+		self = advertiseURL(addr)
+	}
+	if err := (nodes.Member{URL: self, Pool: f.pool, Weight: f.weight}).Validate(); err != nil {
+		return nil, fmt.Errorf("--advertise: %w", err)
+	}
+	return &gateway.Cluster{Self: strings.TrimSuffix(self, "/"), Pool: f.pool, Sched: sc}, nil
+}
+
+// advertiseURL is the default URL of a node listening on addr.
+func advertiseURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // lateInvoker lets the rpc provider, built before the gateway, call functions through it.
