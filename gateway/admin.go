@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,22 +17,111 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/kv/tenants"
 	"github.com/wispfn/wisp/ring"
 )
 
-// authorize guards the admin API with the bearer token.
+// tenantKey is where authorize leaves the tenant an admin request acts for.
+const tenantKey = "wisp.tenant"
+
+// authorize guards the admin API: the operator's token (WISP_TOKEN) opens all of it, a
+// tenant's token (Config.Tenants) that tenant's functions only.
 func (s *Server) authorize(_ context.Context, rc *app.RequestContext) {
 	auth := rc.Request.Header.Peek("Authorization")
 	tok, ok := bytes.CutPrefix(auth, []byte("Bearer "))
-	if !ok || subtle.ConstantTimeCompare(bytes.TrimSpace(tok), []byte(s.cfg.Token)) != 1 {
-		rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="wisp"`)
-		msg := "admin API needs Authorization: Bearer TOKEN (the server's WISP_TOKEN)"
-		if ok {
-			msg = "admin token does not match"
+	tok = bytes.TrimSpace(tok)
+	if ok && subtle.ConstantTimeCompare(tok, []byte(s.cfg.Token)) == 1 {
+		return
+	}
+	if ok && s.cfg.Tenants != nil {
+		if tenant, found := s.cfg.Tenants.Tenant(tok); found {
+			rc.Set(tenantKey, tenant)
+			return
 		}
-		writeError(rc, errorf(http.StatusUnauthorized, "%s", msg))
+	}
+	rc.Response.Header.Set("WWW-Authenticate", `Bearer realm="wisp"`)
+	msg := "admin API needs Authorization: Bearer TOKEN (the server's WISP_TOKEN, or a tenant's token)"
+	if ok {
+		msg = "admin token does not match"
+	}
+	writeError(rc, errorf(http.StatusUnauthorized, "%s", msg))
+	rc.Abort()
+}
+
+// callerTenant is the tenant an admin request acts for; "" for the operator.
+func callerTenant(rc *app.RequestContext) string {
+	return rc.GetString(tenantKey)
+}
+
+// scope keeps a tenant's admin requests to its own functions: a function of another tenant
+// is "not found" to it (its existence is not told), and its name cannot be deployed over.
+// The operator's requests pass.
+func (s *Server) scope(ctx context.Context, rc *app.RequestContext) {
+	tenant, name := callerTenant(rc), rc.Param("name")
+	if tenant == "" || name == "" || registry.ValidName(name) != nil {
+		return // the handler refuses a bad name itself
+	}
+	f, err := s.cfg.Registry.Get(ctx, name)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return
+	case err != nil:
+		s.requestError(rc, err)
+	case f.Tenant == tenant:
+		return
+	case rc.FullPath() == adminPrefix+"/functions/:name" && (rc.Request.Header.IsPut() || rc.Request.Header.IsPost()):
+		s.requestError(rc, errorf(http.StatusConflict, "function name %q is taken", name))
+	default:
+		s.requestError(rc, errorf(http.StatusNotFound, "no function named %q", name))
+	}
+	rc.Abort()
+}
+
+// operatorOnly refuses tenants' tokens.
+func (s *Server) operatorOnly(_ context.Context, rc *app.RequestContext) {
+	if callerTenant(rc) != "" {
+		writeError(rc, errorf(http.StatusForbidden, "only the operator's token manages tenants"))
 		rc.Abort()
 	}
+}
+
+// serveCreateToken: POST /_wisp/tenants/TENANT/tokens makes a token for the tenant and returns
+// it, once: only its hash is kept.
+func (s *Server) serveCreateToken(ctx context.Context, rc *app.RequestContext) {
+	if s.cfg.Tenants == nil {
+		writeError(rc, errorf(http.StatusNotImplemented, "this node keeps no tenant tokens"))
+		return
+	}
+	tenant := rc.Param("tenant")
+	tok, err := s.cfg.Tenants.Create(ctx, tenant)
+	if errors.Is(err, tenants.ErrInvalid) {
+		err = errorf(http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	s.log.Info("tenant token created", "tenant", tenant)
+	writeJSON(rc, http.StatusCreated, map[string]string{"tenant": tenant, "token": tok})
+}
+
+// serveRevokeTokens: DELETE /_wisp/tenants/TENANT/tokens revokes every token of the tenant.
+func (s *Server) serveRevokeTokens(ctx context.Context, rc *app.RequestContext) {
+	if s.cfg.Tenants == nil {
+		writeError(rc, errorf(http.StatusNotImplemented, "this node keeps no tenant tokens"))
+		return
+	}
+	tenant := rc.Param("tenant")
+	n, err := s.cfg.Tenants.Revoke(ctx, tenant)
+	if errors.Is(err, tenants.ErrInvalid) {
+		err = errorf(http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		s.requestError(rc, err)
+		return
+	}
+	s.log.Info("tenant tokens revoked", "tenant", tenant, "tokens", n)
+	writeJSON(rc, http.StatusOK, map[string]any{"tenant": tenant, "revoked": n})
 }
 
 // functionInfo is a function as the admin API shows it.
@@ -63,8 +153,11 @@ func (s *Server) serveList(ctx context.Context, rc *app.RequestContext) {
 		return
 	}
 	out := make([]functionInfo, 0, len(fns))
+	tenant := callerTenant(rc)
 	for _, f := range fns {
-		out = append(out, s.info(f))
+		if tenant == "" || f.Tenant == tenant {
+			out = append(out, s.info(f))
+		}
 	}
 	writeJSON(rc, http.StatusOK, map[string]any{"functions": out})
 }
@@ -187,6 +280,18 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 			return d, errorf(http.StatusBadRequest, "tenant: %v", err)
 		}
 		d.Tenant = t
+	}
+	if caller := callerTenant(rc); caller != "" { // a tenant deploys as itself, into its namespaces
+		if d.Tenant != "" && d.Tenant != caller {
+			return d, errorf(http.StatusForbidden, "tenant %q cannot deploy as tenant %q", caller, d.Tenant)
+		}
+		d.Tenant = caller
+		// A tenant's functions share the namespace named after it: tenants' names are distinct,
+		// so no tenant can name another's keys.
+		if d.KVNamespace != "" && d.KVNamespace != caller {
+			return d, errorf(http.StatusForbidden, "kv_namespace %q: a function of tenant %q uses namespace %q", d.KVNamespace, caller, caller)
+		}
+		d.KVNamespace = caller
 	}
 	wasm, err := decodeUpload(rc.Request.Header.Peek("Content-Encoding"), rc.Request.Body(), s.cfg.MaxModuleBytes)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/cloudwego/hertz/pkg/common/hlog"
 
 	"github.com/wispfn/wisp/kv/registry"
+	"github.com/wispfn/wisp/kv/tenants"
 	"github.com/wispfn/wisp/pool"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	MaxModuleBytes int
 	// Logs is the per-function log stream behind GET /_wisp/logs/NAME. Nil: no logs endpoint.
 	Logs LogSource
+	// Tenants holds the tenants' admin tokens: each opens the admin API to its tenant's
+	// functions only. Nil: only the operator's Token.
+	Tenants *tenants.Tokens
 	// Cluster spreads requests over the nodes of each function's pool. Nil: every request
 	// runs in this process.
 	Cluster *Cluster
@@ -105,7 +109,9 @@ func (s *Server) routes() {
 	h := s.h
 	h.GET("/metrics", s.serveMetrics)
 	h.GET(adminPrefix+"/healthz", s.serveHealth)
-	admin := h.Group(adminPrefix, s.authorize)
+	admin := h.Group(adminPrefix, s.authorize, s.scope)
+	admin.POST("/tenants/:tenant/tokens", s.operatorOnly, s.serveCreateToken)
+	admin.DELETE("/tenants/:tenant/tokens", s.operatorOnly, s.serveRevokeTokens)
 	admin.GET("/functions", s.serveList)
 	admin.GET("/functions/:name", s.serveGet)
 	admin.PUT("/functions/:name", s.serveDeploy)

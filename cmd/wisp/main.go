@@ -18,7 +18,7 @@ func main() {
 	}
 	lt := newLoadtestCmd()
 	lt.AddCommand(newColdCmd())
-	root.AddCommand(newServeCmd(), newBuildCmd(), newDeployCmd(), newListCmd(), newRemoveCmd(), newInvokeCmd(), newLogsCmd(), newRollbackCmd(), lt)
+	root.AddCommand(newServeCmd(), newBuildCmd(), newDeployCmd(), newListCmd(), newRemoveCmd(), newInvokeCmd(), newLogsCmd(), newRollbackCmd(), newTenantCmd(), lt)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "wisp:", err)
 		os.Exit(1)

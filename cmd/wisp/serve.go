@@ -27,6 +27,7 @@ import (
 	"github.com/wispfn/wisp/kv/nodes"
 	"github.com/wispfn/wisp/kv/registry"
 	"github.com/wispfn/wisp/kv/store"
+	"github.com/wispfn/wisp/kv/tenants"
 	"github.com/wispfn/wisp/pool"
 	"github.com/wispfn/wisp/pool/abi"
 	"github.com/wispfn/wisp/ring"
@@ -247,7 +248,12 @@ func serve(ctx context.Context, f serveFlags) error {
 		_ = ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs, Cluster: cluster})
+	toks, err := tenants.Open(ctx, node)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs, Cluster: cluster, Tenants: toks})
 	if err != nil {
 		_ = ln.Close()
 		return err
