@@ -120,6 +120,7 @@ func (s *Server) routes() {
 	admin.POST("/functions/:name/rollback", s.serveRollback)
 	admin.GET("/functions/:name/versions", s.serveVersions)
 	admin.GET("/logs/:name", s.serveLogs)
+	admin.GET("/profile/:name", s.serveProfile)
 	admin.Any("/invoke/:name", s.serveAdminInvoke)
 	admin.Any("/invoke/:name/*path", s.serveAdminInvoke)
 	h.NoRoute(s.serveFunction)

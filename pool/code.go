@@ -23,6 +23,7 @@ import (
 
 	"github.com/wispfn/wisp/pool/abi"
 	"github.com/wispfn/wisp/pool/cowmem"
+	"github.com/wispfn/wisp/pool/profile"
 	"github.com/wispfn/wisp/pool/snapshot"
 )
 
@@ -54,9 +55,15 @@ type code struct {
 
 	mu       sync.Mutex            // guards the fields below
 	compiled wazero.CompiledModule // nil while evicted
-	users    int                   // live instances using compiled
+	users    int                   // live instances using compiled or profiled, and running profiles
 	lastUse  time.Time             // of compiled, for LRU eviction
 	retired  bool                  // no new instances; closed with the last one
+	// profiled is served compiled with function listeners, for the instances of profiles
+	// (profile.go): nil until the first profile, and again once evicted. profFns names its
+	// functions.
+	profiled wazero.CompiledModule
+	profFns  *profile.Functions
+	profMu   sync.Mutex // serializes compiling profiled; taken before mu, never under it
 }
 
 // initTimeout bounds pre-initialization (interpreting or compiling the instrumented copy,

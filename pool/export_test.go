@@ -45,3 +45,6 @@ func (f *Function) FirstReads() []uint32 { return f.code.firstReads }
 
 // StagedReady reports whether a memory is staged for f's next cold start.
 func (f *Function) StagedReady() bool { return f.staged != nil && f.staged.Ready() }
+
+// ProfileRunning reports whether a profile of f is taking requests.
+func (f *Function) ProfileRunning() bool { return f.prof.Load() != nil }

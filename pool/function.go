@@ -16,6 +16,7 @@ import (
 
 	"github.com/wispfn/wisp/pool/abi"
 	"github.com/wispfn/wisp/pool/cowmem"
+	"github.com/wispfn/wisp/pool/profile"
 	"github.com/wispfn/wisp/pool/snapshot"
 	"github.com/wispfn/wisp/ring"
 )
@@ -61,6 +62,12 @@ type Function struct {
 	freed  chan struct{}  // a slot freed by a discarded instance; wakes one waiter
 	live   atomic.Int32   // idle + busy instances
 	closed atomic.Bool
+
+	// A profile in progress (profile.go): requests run on instances of its own, made from the
+	// listener-enabled module. nil when none runs: execute loads it once per request.
+	prof     atomic.Pointer[profiling]
+	profMu   sync.Mutex   // held by the profile in progress
+	profLive atomic.Int32 // live instances of profiles
 
 	closeOnce  sync.Once
 	finishOnce sync.Once
@@ -279,6 +286,7 @@ func (f *Function) Close() {
 	f.closeOnce.Do(func() {
 		f.closed.Store(true)
 		f.drainIdle()
+		f.endProfiling()
 		f.finishIfDone()
 	})
 }
@@ -326,6 +334,11 @@ type instance struct {
 	interrupted atomic.Bool
 
 	ring *ring.Instance // hostcall state; nil when the module makes no hostcalls
+
+	// prof is the profile this instance was made for, from the listener-enabled module, and
+	// sampler samples its calls; both nil for ordinary instances.
+	prof    *profiling
+	sampler *profile.Sampler
 }
 
 // instantiate creates an instance from f's code, reloading the compiled code first if it was
@@ -340,11 +353,19 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 	if err != nil {
 		return nil, t, err
 	}
+	in, err := f.newInstance(ctx, compiled)
+	return in, t, err
+}
+
+// newInstance instantiates compiled, f's code or its listener-enabled copy, with f's memory
+// allocator and module configuration. The caller holds a use of f.code for the instance
+// (useCode); newInstance releases it if it fails.
+func (f *Function) newInstance(ctx context.Context, compiled wazero.CompiledModule) (*instance, error) {
 	ictx := experimental.WithMemoryAllocator(ctx, f.alloc)
 	mod, err := f.code.wz.InstantiateModule(ictx, compiled, f.modCfg)
 	if err != nil {
 		f.rt.releaseCode(f.code)
-		return nil, t, err
+		return nil, err
 	}
 	in := &instance{
 		mod:    mod,
@@ -360,7 +381,7 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 		if in.intr = interruptFlag(mod); in.intr == nil {
 			_ = mod.Close(ctx)
 			f.rt.releaseCode(f.code)
-			return nil, t, fmt.Errorf("instrumented module lacks its %s export", snapshot.ExportInterrupt)
+			return nil, fmt.Errorf("instrumented module lacks its %s export", snapshot.ExportInterrupt)
 		}
 		f.rt.running.add(in)
 	}
@@ -379,12 +400,12 @@ func (f *Function) instantiateTier(ctx context.Context) (*instance, tier, error)
 					if in.interrupted.Load() {
 						err = fmt.Errorf("deadline of %v exceeded", f.limits.Timeout)
 					}
-					return nil, t, fmt.Errorf("%s: %w", name, err)
+					return nil, fmt.Errorf("%s: %w", name, err)
 				}
 			}
 		}
 	}
-	return in, t, nil
+	return in, nil
 }
 
 // startDeadline arms the interrupt of an instance's next call.
@@ -448,9 +469,13 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 	}
 }
 
-// release returns a healthy instance to the idle pool.
+// release returns a healthy instance to the idle pool (its profile's, for a profile's).
 func (f *Function) release(in *instance) {
 	in.lastUsed = nanotime()
+	if in.prof != nil {
+		f.releaseProfiling(in)
+		return
+	}
 	f.putIdle(in)
 }
 
@@ -469,6 +494,9 @@ func (f *Function) putIdle(in *instance) {
 // closed and this was its last instance, its code is released too.
 func (f *Function) discard(in *instance) {
 	f.live.Add(-1)
+	if in.prof != nil {
+		f.profLive.Add(-1)
+	}
 	if in.intr != nil {
 		f.rt.running.remove(in)
 	}
@@ -550,7 +578,13 @@ func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Resp
 		ctx, cancel = context.WithTimeout(ctx, f.limits.Timeout)
 		defer cancel()
 	}
-	in, err := f.acquire(ctx)
+	var in *instance
+	var err error
+	if p := f.prof.Load(); p == nil {
+		in, err = f.acquire(ctx)
+	} else {
+		in, err = f.acquireProfiling(ctx, p)
+	}
 	if err != nil {
 		var ge *GuestError
 		if errors.As(err, &ge) || errors.Is(err, ErrBusy) || errors.Is(err, ErrClosed) {
@@ -564,7 +598,13 @@ func (f *Function) execute(ctx context.Context, req *abi.Request, resp *abi.Resp
 	if in.ring != nil {
 		cctx = in.ring.Begin(ctx)
 	}
+	if in.sampler != nil {
+		cctx = in.sampler.Begin(cctx)
+	}
 	err = f.call(cctx, in, req, resp)
+	if in.sampler != nil {
+		in.sampler.End()
+	}
 	if in.ring != nil {
 		in.ring.End()
 	}

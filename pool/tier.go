@@ -32,7 +32,30 @@ const (
 // wazero v1.12 on Go guests, a 2.8 MiB module costs ~26 MiB of RSS once compiled.
 const compiledBytesPerWasmByte = 9
 
-func (c *code) residentBytes() int64 { return int64(len(c.served)) * compiledBytesPerWasmByte }
+// residentBytes estimates the memory of c's compiled modules: the one instances are made of,
+// and its listener-enabled copy once a profile made one. Callers hold c.mu.
+func (c *code) residentBytes() int64 {
+	n := int64(0)
+	if c.compiled != nil {
+		n++
+	}
+	if c.profiled != nil {
+		n++
+	}
+	return n * int64(len(c.served)) * compiledBytesPerWasmByte
+}
+
+// closeCompiledLocked closes c's compiled modules (evicted, or c closed). Callers hold c.mu.
+func (c *code) closeCompiledLocked() {
+	if c.compiled != nil {
+		_ = c.compiled.Close(context.Background())
+		c.compiled = nil
+	}
+	if c.profiled != nil {
+		_ = c.profiled.Close(context.Background())
+		c.profiled, c.profFns = nil, nil
+	}
+}
 
 // compileContext lets wazero compile a module's functions on every CPU the process may use:
 // a deploy waits for its compile, and the request that reloads evicted code too.
@@ -147,10 +170,7 @@ func (c *code) close() {
 }
 
 func (c *code) closeLocked() {
-	if c.compiled != nil {
-		_ = c.compiled.Close(context.Background())
-		c.compiled = nil
-	}
+	c.closeCompiledLocked()
 	if c.image != nil {
 		_ = c.image.Close()
 		c.image = nil
@@ -189,10 +209,10 @@ func (r *Runtime) evictOverBudget() {
 	var cands []cand
 	for _, c := range codes {
 		c.mu.Lock()
-		if c.compiled != nil {
-			total += c.residentBytes()
+		if size := c.residentBytes(); size > 0 {
+			total += size
 			if c.users == 0 {
-				cands = append(cands, cand{c, c.lastUse, c.residentBytes()})
+				cands = append(cands, cand{c, c.lastUse, size})
 			}
 		}
 		c.mu.Unlock()
@@ -207,10 +227,9 @@ func (r *Runtime) evictOverBudget() {
 			break
 		}
 		cd.c.mu.Lock()
-		if cd.c.users == 0 && cd.c.compiled != nil {
-			_ = cd.c.compiled.Close(context.Background())
-			cd.c.compiled = nil
-			total -= cd.size
+		if size := cd.c.residentBytes(); cd.c.users == 0 && size > 0 {
+			cd.c.closeCompiledLocked()
+			total -= size
 			evictions.Inc()
 		}
 		cd.c.mu.Unlock()

@@ -19,6 +19,7 @@ func main() {
 	lt := newLoadtestCmd()
 	lt.AddCommand(newColdCmd())
 	root.AddCommand(newServeCmd(), newBuildCmd(), newDeployCmd(), newListCmd(), newRemoveCmd(), newInvokeCmd(), newLogsCmd(), newRollbackCmd(), newTenantCmd(), lt)
+	root.AddCommand(newProfileCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "wisp:", err)
 		os.Exit(1)
