@@ -58,6 +58,7 @@ func TestTenantTokens(t *testing.T) {
 		{"rollback another's", "POST", "/_wisp/functions/op/rollback", acme, nil, 404},
 		{"logs of another's", "GET", "/_wisp/logs/op", acme, nil, 404},
 		{"invoke another's", "GET", "/_wisp/invoke/op/x", acme, nil, 404},
+		{"profile another's", "GET", "/_wisp/profile/op?seconds=1", acme, nil, 404},
 		{"remove another tenant's", "DELETE", "/_wisp/functions/a1", beta, nil, 404},
 		{"make tokens", "POST", "/_wisp/tenants/acme/tokens", acme, nil, 403},
 		{"revoke tokens", "DELETE", "/_wisp/tenants/beta/tokens", acme, nil, 403},
