@@ -387,10 +387,15 @@ func newBuildCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "build DIR",
-		Short: "Build a Go function directory to a wasm module with the stock Go toolchain",
-		Long: `Build a function directory (package main calling faas.Start) into a WASI reactor module.
-The directory may hold just main.go, or be a module with its own go.mod; the Wisp Go SDK comes
-inside this binary, so nothing is fetched for it.`,
+		Short: "Build a Go or JavaScript function directory to a wasm module with the stock Go toolchain",
+		Long: `Build a function directory into a WASI reactor module.
+
+A Go function is package main calling faas.Start: the directory may hold just main.go, or be a
+module with its own go.mod. A JavaScript function is a directory holding index.js (and no Go
+files) that calls run(handler) or addEventListener("fetch", ...): it is built into the goja
+engine, and its script is run once to check that it compiles and registers a handler.
+The Wisp SDKs come inside this binary, so nothing is fetched for them; the JavaScript engine's
+third-party modules (goja and its dependencies) come through GOPROXY on first use.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {

@@ -1,9 +1,17 @@
-// Package build compiles a Go function into a Wisp guest module: the engine of `wisp build`.
+// Package build compiles a function into a Wisp guest module: the engine of `wisp build`.
 //
-// A function is a directory holding package main, whose main calls faas.Start. Build compiles it
-// with the stock Go toolchain for GOOS=wasip1 GOARCH=wasm as a reactor (-buildmode=c-shared),
+// A Go function is a directory holding package main, whose main calls faas.Start. Build compiles
+// it with the stock Go toolchain for GOOS=wasip1 GOARCH=wasm as a reactor (-buildmode=c-shared),
 // against the SDK bundled in this binary (package bundle), and adds the wisp_start export that
-// runs main. The function's directory is never written to.
+// runs main.
+//
+// A JavaScript function is a directory holding index.js and no Go files. Build compiles the
+// bundled JavaScript engine (module github.com/wispfn/wisp/sdk/js: goja and the Web API) the same
+// way, with the script embedded, so the module is self-contained; then it runs the module's
+// initialization once, as the host does at deploy, so that a script that does not compile,
+// throws, or registers no handler fails the build with the engine's message.
+//
+// The function's directory is never written to.
 package build
 
 import (
@@ -89,7 +97,11 @@ func Build(ctx context.Context, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
-	if err := checkPackage(dir); err != nil {
+	js, err := isJS(dir)
+	if err == nil && !js {
+		err = checkPackage(dir)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
 
@@ -98,7 +110,7 @@ func Build(ctx context.Context, opt Options) error {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
 	defer os.RemoveAll(tmp)
-	sdkDir, err := sdkCopy(tmp)
+	sdkDir, err := sdkCopy(tmp, bundle.Go, "sdk-")
 	if err != nil {
 		return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
 	}
@@ -111,6 +123,15 @@ func Build(ctx context.Context, opt Options) error {
 	pkgDir := dir
 	_, err = os.Stat(filepath.Join(dir, "go.mod"))
 	switch {
+	case js:
+		jsDir, err := sdkCopy(tmp, bundle.JS, "sdk-js-")
+		if err != nil {
+			return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
+		}
+		pkgDir = filepath.Join(tmp, "function")
+		if err := prepareJS(ctx, g, dir, pkgDir, sdkDir, jsDir); err != nil {
+			return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
+		}
 	case err == nil:
 		modfile, err := prepareModfile(ctx, g, dir, filepath.Join(tmp, "modfile"), sdkDir)
 		if err != nil {
@@ -144,10 +165,19 @@ func Build(ctx context.Context, opt Options) error {
 	}
 	if err != nil {
 		msg := strings.TrimSpace(string(stderr))
-		if pkgDir != dir && strings.Contains(msg, "no required module provides package") {
+		switch {
+		case js:
+			msg += "\n(the JavaScript engine needs the modules its go.mod names, goja among them, which the go tool fetches through GOPROXY on first use)"
+		case pkgDir != dir && strings.Contains(msg, "no required module provides package"):
 			msg += "\n(a function without a go.mod of its own can import only the standard library and the Wisp SDK; add a go.mod for other modules)"
 		}
 		return fmt.Errorf("cannot build %q: %s build: %w\n%s", opt.Dir, g.bin, err, msg)
+	}
+	if js {
+		if err := checkStart(ctx, out); err != nil {
+			os.Remove(out)
+			return fmt.Errorf("cannot build %q: %w", opt.Dir, err)
+		}
 	}
 	return nil
 }
@@ -201,7 +231,7 @@ func prepareModule(ctx context.Context, g goTool, dir, pkgDir, sdkDir, out strin
 		return err
 	}
 	mod := fmt.Sprintf("module wisp.function/main\n\ngo %s\n\nrequire %s %s\n\nreplace %s => %s\n",
-		goVersion, bundle.Module, sdkPseudoVersion, bundle.Module, quoteModPath(sdkDir))
+		goVersion, bundle.Go.Module(), sdkPseudoVersion, bundle.Go.Module(), quoteModPath(sdkDir))
 	return os.WriteFile(filepath.Join(pkgDir, "go.mod"), []byte(mod), 0o644)
 }
 
@@ -232,11 +262,11 @@ func prepareModfile(ctx context.Context, g goTool, dir, modDir, sdkDir string) (
 		return "", fmt.Errorf("cannot read go.mod: %w", err)
 	}
 	var edits []string
-	if !slices.ContainsFunc(mod.Require, func(r struct{ Path string }) bool { return r.Path == bundle.Module }) {
-		edits = append(edits, "-require="+bundle.Module+"@"+sdkPseudoVersion)
+	if !slices.ContainsFunc(mod.Require, func(r struct{ Path string }) bool { return r.Path == bundle.Go.Module() }) {
+		edits = append(edits, "-require="+bundle.Go.Module()+"@"+sdkPseudoVersion)
 	}
-	if !slices.ContainsFunc(mod.Replace, func(r struct{ Old struct{ Path string } }) bool { return r.Old.Path == bundle.Module }) {
-		edits = append(edits, "-replace="+bundle.Module+"="+sdkDir)
+	if !slices.ContainsFunc(mod.Replace, func(r struct{ Old struct{ Path string } }) bool { return r.Old.Path == bundle.Go.Module() }) {
+		edits = append(edits, "-replace="+bundle.Go.Module()+"="+sdkDir)
 	}
 	if len(edits) > 0 {
 		if _, err := g.output(ctx, modDir, append(append([]string{"mod", "edit"}, edits...), modfile)...); err != nil {
@@ -373,25 +403,25 @@ func (g goTool) command(ctx context.Context, dir string, args []string) *exec.Cm
 // module (another compile, another snapshot, another copy in the code store). It lives in the
 // user's cache directory, where no other user can plant files; without one, each build gets a
 // fresh private directory (and its output is not reproducible).
-func sdkCopy(tmp string) (string, error) {
+func sdkCopy(tmp string, sdk *bundle.SDK, prefix string) (string, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		dir := filepath.Join(tmp, "sdk")
-		return dir, bundle.Write(dir)
+		dir := filepath.Join(tmp, prefix+"sdk")
+		return dir, sdk.Write(dir)
 	}
 	parent := filepath.Join(cache, "wisp")
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(parent, "sdk-"+bundle.Digest()[:16])
+	dir := filepath.Join(parent, prefix+sdk.Digest()[:16])
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 		return dir, nil
 	}
-	tmp, err = os.MkdirTemp(parent, "sdk-*.tmp")
+	tmp, err = os.MkdirTemp(parent, prefix+"*.tmp")
 	if err != nil {
 		return "", err
 	}
-	if err := bundle.Write(tmp); err != nil {
+	if err := sdk.Write(tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", err
 	}
@@ -399,7 +429,7 @@ func sdkCopy(tmp string) (string, error) {
 		// Another build wrote it first: theirs is the same content.
 		_ = os.RemoveAll(tmp)
 		if _, serr := os.Stat(filepath.Join(dir, "go.mod")); serr != nil {
-			return "", fmt.Errorf("cannot write the Go SDK into %q: %w", dir, err)
+			return "", fmt.Errorf("cannot write the SDK %s into %q: %w", sdk.Module(), dir, err)
 		}
 	}
 	return dir, nil

@@ -118,8 +118,14 @@ var instances atomic.Int64
 // wisp_start.
 func start(t *testing.T, path string, env ...string) *guest {
 	t.Helper()
+	return startWith(t, wazero.NewRuntimeConfig(), path, env...)
+}
+
+// startWith is start in a runtime of config cfg.
+func startWith(t *testing.T, cfg wazero.RuntimeConfig, path string, env ...string) *guest {
+	t.Helper()
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	t.Cleanup(func() { rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	code, err := os.ReadFile(path)
@@ -131,15 +137,15 @@ func start(t *testing.T, path string, env ...string) *guest {
 		t.Fatal(err)
 	}
 	g := &guest{ctx: ctx, stderr: &bytes.Buffer{}}
-	cfg := wazero.NewModuleConfig().
+	mcfg := wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("guest-%d", instances.Add(1))).
 		WithStartFunctions().
 		WithStderr(g.stderr).
 		WithStdout(g.stderr)
 	for i := 0; i+1 < len(env); i += 2 {
-		cfg = cfg.WithEnv(env[i], env[i+1])
+		mcfg = mcfg.WithEnv(env[i], env[i+1])
 	}
-	g.mod, err = rt.InstantiateModule(ctx, compiled, cfg)
+	g.mod, err = rt.InstantiateModule(ctx, compiled, mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

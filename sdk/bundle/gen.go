@@ -1,6 +1,7 @@
 //go:build ignore
 
-// Command gen writes sdk_gen.go from the SDK sources in ../go; `go generate` runs it.
+// Command gen writes sdk_gen.go and js_gen.go from the SDK sources in ../go and ../js; `go
+// generate` runs it.
 package main
 
 import (
@@ -11,11 +12,13 @@ import (
 )
 
 func main() {
-	src, err := bundlegen.Render("../go")
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := os.WriteFile(bundlegen.Output, src, 0o644); err != nil {
-		log.Fatal(err)
+	for _, b := range bundlegen.Bundles {
+		src, err := bundlegen.Render(b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := os.WriteFile(b.Output, src, 0o644); err != nil {
+			log.Fatal(err)
+		}
 	}
 }

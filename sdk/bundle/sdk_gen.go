@@ -2,7 +2,7 @@
 
 package bundle
 
-var files = []File{
+var goFiles = []File{
 	{Path: "faas/faas.go", Data: `// Package faas connects a Go function to the Wisp host: main calls Start with the handler that
 // serves every request sent to the instance.
 //

@@ -1,5 +1,6 @@
 // Package buildtest builds the functions in examples/ to wasm for tests and benchmarks, once
-// per test binary, with the same build engine as `wisp build`.
+// per test binary, with the same build engine as `wisp build`: Go functions and JavaScript ones
+// (jshello, jsecho) alike.
 package buildtest
 
 import (
