@@ -149,6 +149,10 @@ func (r *Runtime) prepare(ctx context.Context, spec Spec, key string, env []stri
 			return nil
 		}
 		tracked := tracker != nil && tracker.Restart(uint64(mod.Memory().Size())) == nil
+		// The probe is the host's request, not a client's: what the handler prints for it
+		// would read as a request nobody made.
+		logw.muted.Store(true)
+		defer logw.muted.Store(false)
 		if err := probe(ctx, mod, reqBuf); err != nil {
 			return err
 		}

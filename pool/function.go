@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,7 +98,7 @@ func (r *Runtime) Compile(ctx context.Context, spec Spec) (*Function, error) {
 	}
 	start := time.Now()
 	stats := r.stats.get(spec.Name)
-	logw := newLineLogger(r.log, spec.Name)
+	logw := newLineLogger(r.log, r.output, spec.Name)
 	env := envList(spec.Env)
 	key := codeKey(spec.Wasm, env, spec.WarmUp)
 	c, stored := r.shareCode(key), false
@@ -710,6 +711,9 @@ func (f *Function) fault(kind FaultKind, detail string) *GuestError {
 	e := &GuestError{Function: f.name, Kind: kind, ID: newErrorID(), Detail: detail}
 	f.stats.faults(kind).Inc()
 	f.rt.log.Error("guest fault", "function", f.name, "kind", string(kind), "error_id", e.ID, "detail", detail)
+	if out := f.rt.output; out != nil {
+		out(OutputLine{Function: f.name, Stream: "host", Level: slog.LevelError, Message: string(kind) + ": " + detail, ErrorID: e.ID})
+	}
 	return e
 }
 

@@ -6,13 +6,28 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
+
+// OutputLine is one line of a function's output (Config.Output).
+type OutputLine struct {
+	Function string
+	// Stream is "stdout" or "stderr" for the guest's output, "host" for the runtime's lines
+	// about the function.
+	Stream  string
+	Level   slog.Level
+	Message string
+	ErrorID string // of a fault; "" otherwise
+}
 
 // lineLogger turns a function's stdout and stderr into log lines, and remembers the last few
 // stderr lines so a fault report can show what the guest said just before it died.
 type lineLogger struct {
 	log  *slog.Logger
+	out  func(OutputLine) // nil: lines go to log
 	name string
+	// muted keeps lines out of the log while the runtime probes a snapshot (prepare).
+	muted atomic.Bool
 
 	mu    sync.Mutex
 	last  [4]string
@@ -20,14 +35,24 @@ type lineLogger struct {
 	fatal string // first "fatal error:" or "panic:" line since the last tail
 }
 
-func newLineLogger(log *slog.Logger, name string) *lineLogger {
-	return &lineLogger{log: log, name: name}
+func newLineLogger(log *slog.Logger, out func(OutputLine), name string) *lineLogger {
+	return &lineLogger{log: log, out: out, name: name}
 }
 
 func (l *lineLogger) stream(name string) io.Writer { return &lineWriter{l: l, stream: name} }
 
 func (l *lineLogger) line(stream, s string) {
-	l.log.Info("guest output", "function", l.name, "stream", stream, "line", s)
+	switch {
+	case l.muted.Load(): // kept below for a fault's detail all the same
+	case l.out != nil:
+		level := slog.LevelInfo
+		if stream == "stderr" {
+			level = slog.LevelWarn
+		}
+		l.out(OutputLine{Function: l.name, Stream: stream, Level: level, Message: s})
+	default:
+		l.log.Info("guest output", "function", l.name, "stream", stream, "line", s)
+	}
 	if stream == "stderr" {
 		l.mu.Lock()
 		l.last[l.n%len(l.last)] = s

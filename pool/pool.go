@@ -45,6 +45,10 @@ type Config struct {
 	// (one per function, with the pages its first request writes already copied; see
 	// cowmem.Staged). Default 256 MiB; negative stages nothing.
 	StagedMemory int64
+	// Output receives every line a function's instances write to stdout or stderr, and the
+	// runtime's own lines about a function (its faults, under their error ids), for the
+	// function's log stream (ring/provider/log). Nil: they go to Logger.
+	Output func(OutputLine)
 	// Ring serves guests' hostcalls (log, kv, fetch, rpc). Nil: modules importing the "wisp"
 	// host module are refused at deploy. The Runtime does not close it.
 	Ring *ring.Host
@@ -74,6 +78,7 @@ type Runtime struct {
 	cache   wazero.CompilationCache
 	workers *ants.PoolWithFuncGeneric[*call]
 	log     *slog.Logger
+	output  func(OutputLine) // Config.Output
 	stats   statsRegistry
 
 	snapDir     string
@@ -156,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log = slog.Default()
 	}
 	r := &Runtime{
-		fast: fast, guard: guard, interp: interp, cache: cache, workers: workers, log: log, ring: cfg.Ring,
+		fast: fast, guard: guard, interp: interp, cache: cache, workers: workers, log: log, output: cfg.Output, ring: cfg.Ring,
 		snapDir: cfg.SnapshotDir, budget: cfg.CodeBudget, idleTimeout: cfg.IdleTimeout,
 		fns: map[*Function]struct{}{}, codes: map[string]*code{}, reaperDone: make(chan struct{}), sweeperDone: make(chan struct{}),
 	}

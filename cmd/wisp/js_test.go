@@ -122,6 +122,10 @@ func TestJavaScriptFunctions(t *testing.T) {
 		if !p.waitLog(e.ErrorID, want) {
 			t.Errorf("GET /jsecho%s: no log line with error id %s and %q", path, e.ErrorID, want)
 		}
+		// The function's own log stream has the fault under the same id.
+		if out, err := p.cli("logs", "jsecho"); err != nil || !strings.Contains(out, " host ERROR ") || !strings.Contains(out, "error_id="+e.ErrorID) {
+			t.Errorf("wisp logs jsecho after GET /jsecho%s: %v\n%s", path, err, out)
+		}
 	}
 	if resp, _ := send(t, "GET", p.url+"/jsecho/", "", ""); resp.StatusCode != 200 {
 		t.Errorf("GET /jsecho/ after failures: %d", resp.StatusCode)

@@ -232,6 +232,10 @@ func serve(ctx context.Context, f serveFlags) error {
 			IdleTimeout:  f.idleTimeout,
 			Workers:      f.workers,
 			Logger:       log,
+			// stdout, stderr and faults join the log hostcall's lines in the function's stream.
+			Output: func(l pool.OutputLine) {
+				logs.Publish(ringlog.Line{Time: time.Now(), Function: l.Function, Stream: l.Stream, Level: l.Level, Message: l.Message, ErrorID: l.ErrorID})
+			},
 		})
 		return err
 	}); err != nil {
