@@ -11,9 +11,10 @@ all: build
 build:
 	$(GO) build -o bin/wisp ./cmd/wisp
 
-# Start Wisp with embedded NATS, deploy examples/hello and print the URL to try. Ctrl-C stops it.
+# Start Wisp with embedded NATS, deploy examples/hello, turn on the playground and print the URLs
+# to try. Ctrl-C stops it.
 run: build
-	bin/wisp serve --listen $(LISTEN) --data $(DATA) --deploy hello=examples/hello
+	bin/wisp serve --listen $(LISTEN) --data $(DATA) --deploy hello=examples/hello --playground
 
 test: fmt-check vet test-sdk test-go
 

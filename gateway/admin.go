@@ -193,7 +193,8 @@ func (s *Server) serveRemove(ctx context.Context, rc *app.RequestContext) {
 // fetch from, "api.example.com" or "*.example.com", optionally with ":port"; none: any public
 // host), kv_namespace (the Global KV namespace of the function's kv hostcalls, shared by the
 // functions of one tenant; default: the function's own), tenant (the tenant the function
-// belongs to; an isolated tenant's functions run only on its pool's nodes).
+// belongs to; an isolated tenant's functions run only on its pool's nodes), ttl (a duration:
+// the function is deleted that long after this deploy; none: it stays).
 func (s *Server) serveDeploy(ctx context.Context, rc *app.RequestContext) {
 	start := time.Now()
 	d, err := s.parseDeploy(rc)
@@ -280,6 +281,13 @@ func (s *Server) parseDeploy(rc *app.RequestContext) (deployRequest, error) {
 			return d, errorf(http.StatusBadRequest, "tenant: %v", err)
 		}
 		d.Tenant = t
+	}
+	if v := args.Peek("ttl"); len(v) > 0 {
+		ttl, perr := time.ParseDuration(string(v))
+		if perr != nil || ttl < time.Second || ttl > MaxTTL {
+			return d, errorf(http.StatusBadRequest, "query parameter ttl=%q must be a duration from 1s to %s, such as 30m", v, MaxTTL)
+		}
+		d.TTL = ttl
 	}
 	if caller := callerTenant(rc); caller != "" { // a tenant deploys as itself, into its namespaces
 		if d.Tenant != "" && d.Tenant != caller {

@@ -48,7 +48,11 @@ type deployRequest struct {
 	FetchAllow  []string
 	KVNamespace string
 	Tenant      string
-	Wasm        []byte
+	// TTL, when positive, makes the function temporary: it is deleted TTL after this deploy.
+	TTL time.Duration
+	// PlaygroundKey is the hash of the playground key of a playground function (registry.Function).
+	PlaygroundKey string
+	Wasm          []byte
 }
 
 // deploy compiles the module, stores code and metadata durably, then routes traffic to the new
@@ -90,7 +94,7 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	meta, err := c.reg.Deploy(ctx, registry.Function{
 		Name: d.Name, Digest: digest, Size: int64(len(d.Wasm)),
 		Route: d.Route, Host: d.Host, Limits: d.Limits, Env: d.Env, WarmUp: d.WarmUp, FetchAllow: d.FetchAllow,
-		KVNamespace: d.KVNamespace, Tenant: d.Tenant,
+		KVNamespace: d.KVNamespace, Tenant: d.Tenant, Expires: expiry(d.TTL), PlaygroundKey: d.PlaygroundKey,
 	})
 	if err != nil {
 		fn.Close()
@@ -98,6 +102,14 @@ func (c *catalog) deploy(ctx context.Context, d deployRequest) (registry.Functio
 	}
 	c.install(meta, fn)
 	return meta, nil
+}
+
+// expiry is when a function deployed now with ttl expires; zero for no TTL.
+func expiry(ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(ttl).UTC().Truncate(time.Millisecond)
 }
 
 // install publishes a compiled version and retires the one it replaces. Callers hold c.mu.

@@ -49,6 +49,8 @@ type Config struct {
 	// Cluster spreads requests over the nodes of each function's pool. Nil: every request
 	// runs in this process.
 	Cluster *Cluster
+	// Playground, when set, serves the playground at /_wisp/playground/ (see Playground).
+	Playground *Playground
 }
 
 // Server is the gateway. Start it once, Shutdown it once.
@@ -57,11 +59,14 @@ type Server struct {
 	token  []byte
 	log    *slog.Logger
 	cat    *catalog
+	play   *playgroundState // nil: no playground
 	h      *server.Hertz
 	runErr chan error
 
-	stopFollow context.CancelFunc // ends the registry watch Load started
+	stopFollow context.CancelFunc // ends the registry watch and the expiry Load started
 	followDone chan struct{}
+	expireDone chan struct{}
+	closing    chan struct{} // closed when Shutdown starts: ends the log followers
 }
 
 var hlogOnce sync.Once
@@ -88,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, token: []byte(cfg.Token), log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1), followDone: make(chan struct{})}
+	s := &Server{cfg: cfg, token: []byte(cfg.Token), log: cfg.Logger, cat: newCatalog(cfg.Registry, cfg.Runtime), runErr: make(chan error, 1), followDone: make(chan struct{}), expireDone: make(chan struct{}), closing: make(chan struct{})}
 	s.h = server.New(
 		server.WithListener(cfg.Listener),
 		server.WithMaxRequestBodySize(cfg.MaxModuleBytes+1<<20),
@@ -101,6 +106,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Cluster != nil {
 		s.cat.runsHere = cfg.Cluster.runsHere
 	}
+	if cfg.Playground != nil {
+		var err error
+		if s.play, err = newPlayground(*cfg.Playground); err != nil {
+			return nil, err
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -109,6 +120,9 @@ func (s *Server) routes() {
 	h := s.h
 	h.GET("/metrics", s.serveMetrics)
 	h.GET(adminPrefix+"/healthz", s.serveHealth)
+	if s.play != nil {
+		s.playgroundRoutes()
+	}
 	admin := h.Group(adminPrefix, s.authorize, s.scope)
 	admin.POST("/tenants/:tenant/tokens", s.operatorOnly, s.serveCreateToken)
 	admin.DELETE("/tenants/:tenant/tokens", s.operatorOnly, s.serveRevokeTokens)
@@ -132,7 +146,15 @@ func (s *Server) routes() {
 // with ctx or Shutdown.
 func (s *Server) Load(ctx context.Context) error {
 	ctx, s.stopFollow = context.WithCancel(ctx)
-	return s.cat.follow(ctx, s.log, s.followDone)
+	if err := s.cat.follow(ctx, s.log, s.followDone); err != nil {
+		close(s.expireDone)
+		return err
+	}
+	go func() {
+		defer close(s.expireDone)
+		s.expire(ctx)
+	}()
+	return nil
 }
 
 // Start begins serving in the background.
@@ -146,11 +168,16 @@ func (s *Server) URL() string { return "http://" + s.cfg.Listener.Addr().String(
 // Shutdown stops accepting connections, waits for in-flight requests until ctx ends, then
 // retires every function version.
 func (s *Server) Shutdown(ctx context.Context) error {
+	close(s.closing)
 	err := s.h.Shutdown(ctx)
 	if s.stopFollow != nil {
 		s.stopFollow()
 		select {
 		case <-s.followDone:
+		case <-ctx.Done():
+		}
+		select {
+		case <-s.expireDone:
 		case <-ctx.Done():
 		}
 	}

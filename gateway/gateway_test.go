@@ -57,13 +57,13 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func startServer(t testing.TB, dataDir string, maxModule int) *testServer {
+func startServer(t testing.TB, dataDir string, maxModule int, opts ...func(*gateway.Config)) *testServer {
 	t.Helper()
 	node, err := natsnode.Start(context.Background(), natsnode.Options{Dir: dataDir + "/jetstream"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServerOn(t, node, maxModule)
+	s := startServerOn(t, node, maxModule, opts...)
 	s.ownNode = true
 	return s
 }

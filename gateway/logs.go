@@ -3,12 +3,12 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
+	"github.com/cloudwego/hertz/pkg/protocol/http1/resp"
 
 	ringlog "github.com/wispfn/wisp/ring/provider/log"
 )
@@ -22,7 +22,13 @@ type LogSource interface {
 // serveLogs writes a function's log as text lines: GET /_wisp/logs/NAME returns the recent
 // lines; with ?follow=1 it keeps the response open and streams new lines as they come.
 func (s *Server) serveLogs(_ context.Context, rc *app.RequestContext) {
-	name := rc.Param("name")
+	follow := string(rc.QueryArgs().Peek("follow"))
+	s.streamLogs(rc, rc.Param("name"), follow == "1" || follow == "true")
+}
+
+// streamLogs answers the recent lines of a function's log, and with follow keeps the
+// response open and streams new lines as they come.
+func (s *Server) streamLogs(rc *app.RequestContext, name string, follow bool) {
 	if s.cfg.Logs == nil {
 		writeError(rc, errorf(http.StatusNotImplemented, "this node keeps no function logs"))
 		return
@@ -31,10 +37,9 @@ func (s *Server) serveLogs(_ context.Context, rc *app.RequestContext) {
 		writeError(rc, errorf(http.StatusNotFound, "no function named %q", name))
 		return
 	}
-	follow := string(rc.QueryArgs().Peek("follow"))
 	lines, cancel := s.cfg.Logs.Subscribe(name)
 	rc.Response.Header.SetContentType("text/plain; charset=utf-8")
-	if follow != "1" && follow != "true" {
+	if !follow {
 		defer cancel()
 		var b strings.Builder
 		for {
@@ -51,17 +56,42 @@ func (s *Server) serveLogs(_ context.Context, rc *app.RequestContext) {
 			}
 		}
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		defer cancel()
-		for l := range lines {
-			if _, err := io.WriteString(pw, formatLine(l)); err != nil {
-				return // the client went away: Hertz closed the reader
-			}
+	// Follow: the header goes out at once, so the follower knows it follows before the first
+	// line; then each burst of lines is written and flushed as one.
+	defer cancel()
+	w := resp.NewChunkedBodyWriter(&rc.Response, rc.GetWriter())
+	rc.Response.HijackWriter(w)
+	if h, ok := w.(interface{ WriteHeader() error }); ok {
+		if h.WriteHeader() != nil || rc.Flush() != nil {
+			return
 		}
-		_ = pw.Close()
-	}()
-	rc.Response.SetBodyStream(pr, -1)
+	}
+	var buf []byte
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return
+			}
+			buf = append(buf[:0], formatLine(l)...)
+			for more := true; more && len(buf) < 64<<10; {
+				select {
+				case l, ok := <-lines:
+					if ok {
+						buf = append(buf, formatLine(l)...)
+					}
+					more = ok
+				default:
+					more = false
+				}
+			}
+			if _, err := w.Write(buf); err != nil || rc.Flush() != nil {
+				return // the client went away
+			}
+		case <-s.closing:
+			return
+		}
+	}
 }
 
 func formatLine(l ringlog.Line) string {

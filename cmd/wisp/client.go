@@ -104,6 +104,7 @@ type deployOptions struct {
 	fetchAllow   []string
 	kvNamespace  string
 	tenant       string
+	ttl          time.Duration
 }
 
 type deployed struct {
@@ -163,6 +164,9 @@ func deployPath(ctx context.Context, c client, name, path string, o deployOption
 	if o.tenant != "" {
 		q.Set("tenant", o.tenant)
 	}
+	if o.ttl != 0 {
+		q.Set("ttl", o.ttl.String())
+	}
 	p := "/_wisp/functions/" + url.PathEscape(name)
 	if len(q) > 0 {
 		p += "?" + q.Encode()
@@ -207,6 +211,7 @@ func newDeployCmd() *cobra.Command {
 	fl.StringArrayVar(&o.fetchAllow, "fetch-allow", nil, "host the function may fetch from (api.example.com, *.example.com, optionally :PORT); repeatable; none: any public host")
 	fl.StringVar(&o.tenant, "tenant", "", "the tenant the function belongs to (an isolated tenant runs only on its own pool of nodes)")
 	fl.StringVar(&o.kvNamespace, "kv-namespace", "", "Global KV namespace of the function's kv calls, shared by a tenant's functions (default: its own)")
+	fl.DurationVar(&o.ttl, "ttl", 0, "delete the function this long after the deploy (1s to 720h; default: it stays)")
 	return cmd
 }
 
@@ -233,6 +238,7 @@ func newListCmd() *cobra.Command {
 					Host          string    `json:"host"`
 					Size          int64     `json:"size"`
 					Created       time.Time `json:"created"`
+					Expires       time.Time `json:"expires"`
 					LiveInstances int       `json:"live_instances"`
 					URL           string    `json:"url"`
 				} `json:"functions"`
@@ -244,9 +250,13 @@ func newListCmd() *cobra.Command {
 				return json.NewEncoder(os.Stdout).Encode(out)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tVERSION\tROUTE\tHOST\tSIZE\tINSTANCES\tCREATED")
+			fmt.Fprintln(w, "NAME\tVERSION\tROUTE\tHOST\tSIZE\tINSTANCES\tCREATED\tEXPIRES")
 			for _, f := range out.Functions {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", f.Name, f.Version, f.Route, f.Host, f.Size, f.LiveInstances, f.Created.Format(time.RFC3339))
+				expires := "-"
+				if !f.Expires.IsZero() {
+					expires = f.Expires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", f.Name, f.Version, f.Route, f.Host, f.Size, f.LiveInstances, f.Created.Format(time.RFC3339), expires)
 			}
 			return w.Flush()
 		},

@@ -235,6 +235,7 @@ func TestCLIErrors(t *testing.T) {
 		{"versions of unknown", []string{"ls", "nope"}, "not found"},
 		{"versions of a bad name", []string{"ls", "Bad_Name"}, "name"},
 		{"bad fetch allow", []string{"deploy", "x", wispBin, "--fetch-allow", "http://x"}, "fetch_allow"},
+		{"ttl too short", []string{"deploy", "x", wispBin, "--ttl", "100ms"}, "ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,6 +61,8 @@ type serveFlags struct {
 	pool          string
 	weight        int
 	isolate       []string
+	playground    bool
+	playgroundTTL time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -103,6 +105,8 @@ DATA/admin-token, where the CLI finds it.`,
 	fl.StringVar(&f.pool, "pool", "shared", "the pool this node runs functions for: tenants isolated into a pool (--isolate) run only on its nodes, the others on the shared pool's")
 	fl.IntVar(&f.weight, "weight", 1, "this node's share of its pool's traffic relative to the other nodes of the pool (its capacity), 1 to 1000")
 	fl.StringArrayVar(&f.isolate, "isolate", nil, "TENANT=POOL: run the tenant's functions only on the nodes of POOL (give every node the same list); repeatable")
+	fl.BoolVar(&f.playground, "playground", false, "serve the playground at /_wisp/playground/: anyone who reaches the gateway can build and deploy temporary functions there (needs the go tool); for development machines")
+	fl.DurationVar(&f.playgroundTTL, "playground-ttl", time.Hour, "how long a playground function lives after its last deploy")
 	fl.StringArrayVar(&f.deploy, "deploy", nil, "NAME=PATH: build (if PATH is a directory) and deploy a function at start; repeatable")
 	return cmd
 }
@@ -112,6 +116,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", f.logLevel, err)
+	}
+	if f.playground && (f.playgroundTTL < time.Second || f.playgroundTTL > gateway.MaxTTL) {
+		return fmt.Errorf("--playground-ttl %s: want 1s to %s", f.playgroundTTL, gateway.MaxTTL)
 	}
 	if f.stagedMiB < 0 {
 		return fmt.Errorf("--staged-memory-mib %d: want 0 (none) or more", f.stagedMiB)
@@ -257,7 +264,11 @@ func serve(ctx context.Context, f serveFlags) error {
 		_ = ln.Close()
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs, Cluster: cluster, Tenants: toks})
+	var play *gateway.Playground
+	if f.playground {
+		play = &gateway.Playground{Build: playgroundBuild, TTL: f.playgroundTTL}
+	}
+	gw, err := gateway.New(gateway.Config{Listener: ln, Token: token, Registry: reg, Runtime: rt, Logger: log, Logs: logs, Cluster: cluster, Tenants: toks, Playground: play})
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -295,6 +306,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	stopStep("membership", func() error { leave(); <-joined; return nil })
 	log.Info("gateway listening", "url", gw.URL(), "functions", gw.Functions(), "node", cluster.Self, "pool", cluster.Pool)
 	fmt.Printf("wisp: serving on %s\n", gw.URL())
+	if f.playground {
+		fmt.Printf("wisp: playground at %s/_wisp/playground/\n", gw.URL())
+	}
 
 	for _, d := range f.deploy {
 		name, path, ok := strings.Cut(d, "=")

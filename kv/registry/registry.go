@@ -108,6 +108,12 @@ type Function struct {
 	// Tenant is the tenant the function belongs to (see ValidName); empty: none. A tenant the
 	// operator isolates runs only on its own pool of nodes (package sched).
 	Tenant string `json:"tenant,omitempty"`
+	// Expires, when set, is when the function is deleted: a temporary function (a deploy with
+	// a TTL, a playground's). The gateways following the registry delete it then.
+	Expires time.Time `json:"expires,omitzero"`
+	// PlaygroundKey is the sha256 (lowercase hex) of the key that lets the playground redeploy,
+	// follow and delete this function; empty for functions deployed through the admin API.
+	PlaygroundKey string `json:"playground_key,omitempty"`
 	// Created is when Deploy or Rollback stored this version (UTC).
 	Created time.Time `json:"created"`
 	// RollbackOf is the version this one is a copy of when Rollback created it, 0 when
