@@ -199,6 +199,13 @@ func (s *Server) playgroundDeploy(ctx context.Context, rc *app.RequestContext, n
 		writeError(rc, err)
 		return
 	}
+	if c := s.cfg.Cluster; c != nil && !c.runsHere(registry.Function{Tenant: playgroundTenant}) {
+		// This node would run the function itself (a deploy runs where it is made), against
+		// the isolation of the playground's tenant.
+		writeError(rc, errorf(http.StatusMisdirectedRequest, "the playground's functions run in pool %q (--isolate %s=%s) and this node is in pool %q: open the playground on a node of pool %q",
+			c.Sched.PoolOf(playgroundTenant), playgroundTenant, c.Sched.PoolOf(playgroundTenant), c.Pool, c.Sched.PoolOf(playgroundTenant)))
+		return
+	}
 	select {
 	case s.play.waiting <- struct{}{}:
 		defer func() { <-s.play.waiting }()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/gateway"
+	"github.com/wispfn/wisp/kv/natsnode"
+	"github.com/wispfn/wisp/sched"
 	"github.com/wispfn/wisp/sdk/build/buildtest"
 )
 
@@ -258,5 +260,32 @@ func TestDeployTTL(t *testing.T) {
 	}
 	if r := s.do("GET", "/stays/", nil, nil); r.status != 200 {
 		t.Errorf("a function without TTL: %d", r.status)
+	}
+}
+
+// A node outside the pool that runs the playground's tenant refuses its deploys: the function
+// would run where the deploy is made.
+func TestPlaygroundOutsideItsPool(t *testing.T) {
+	node, err := natsnode.Start(context.Background(), natsnode.Options{Dir: t.TempDir() + "/jetstream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Close() })
+	built := false
+	s := startServerOn(t, node, 0, func(cfg *gateway.Config) {
+		sc, err := sched.New(sched.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sc.Close)
+		cfg.Cluster = &gateway.Cluster{Self: "http://" + cfg.Listener.Addr().String(), Pool: "gateway", Sched: sc}
+		cfg.Playground = &gateway.Playground{Build: func(context.Context, string, []byte) ([]byte, error) {
+			built = true
+			return nil, errors.New("not here")
+		}}
+	})
+	r, _ := s.play("POST", "/functions", "go", "hello", nil)
+	if r.status != http.StatusMisdirectedRequest || !strings.Contains(string(r.body), `pool \"shared\"`) || built {
+		t.Fatalf("deploy on a node outside the playground's pool: %d %s (built: %v)", r.status, r.body, built)
 	}
 }
