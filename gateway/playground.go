@@ -128,7 +128,7 @@ func (s *Server) servePlaygroundPage(_ context.Context, rc *app.RequestContext) 
 	rc.Response.Header.Set("Content-Type", "text/html; charset=utf-8")
 	rc.Response.Header.Set("Cache-Control", "no-cache")
 	rc.Response.Header.Set("X-Content-Type-Options", "nosniff")
-	rc.Response.Header.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	rc.Response.Header.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:")
 	rc.Response.SetBody(playground.Page)
 }
 
