@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudwego/hertz/pkg/app"
+	hznetpoll "github.com/cloudwego/hertz/pkg/network/netpoll"
 	"github.com/cloudwego/hertz/pkg/protocol/http1/resp"
 
 	ringlog "github.com/wispfn/wisp/ring/provider/log"
@@ -67,8 +68,15 @@ func (s *Server) streamLogs(rc *app.RequestContext, name string, follow bool) {
 		}
 	}
 	var buf []byte
+	alive := connAlive(rc)
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
 	for {
 		select {
+		case <-check.C:
+			if !alive() {
+				return // the client went away while the stream was quiet
+			}
 		case l, ok := <-lines:
 			if !ok {
 				return
@@ -105,4 +113,16 @@ func formatLine(l ringlog.Line) string {
 	}
 	b.WriteByte('\n')
 	return b.String()
+}
+
+// connAlive returns a check of whether rc's client is still connected, for a response that
+// writes nothing for long stretches (a write to a closed connection fails anyway). Connections
+// that cannot tell are taken as alive.
+func connAlive(rc *app.RequestContext) func() bool {
+	if c, ok := rc.GetConn().(*hznetpoll.Conn); ok {
+		if a, ok := c.Conn.(interface{ IsActive() bool }); ok {
+			return a.IsActive
+		}
+	}
+	return func() bool { return true }
 }
