@@ -163,12 +163,15 @@ func (s *Server) servePlaygroundCreate(ctx context.Context, rc *app.RequestConte
 		rc.Response.Header.Set("Retry-After", "60")
 		return
 	}
-	var name [6]byte
+	var name string
+	for name == "" || s.cat.table().byName[name] != nil {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		name = "play-" + hex.EncodeToString(b[:])
+	}
 	var key [16]byte
-	_, _ = rand.Read(name[:])
 	_, _ = rand.Read(key[:])
-	k := hex.EncodeToString(key[:])
-	s.playgroundDeploy(ctx, rc, "play-"+hex.EncodeToString(name[:]), k, http.StatusCreated)
+	s.playgroundDeploy(ctx, rc, name, hex.EncodeToString(key[:]), http.StatusCreated)
 }
 
 func (s *Server) servePlaygroundUpdate(ctx context.Context, rc *app.RequestContext) {
@@ -239,8 +242,11 @@ func (s *Server) playgroundDeploy(ctx context.Context, rc *app.RequestContext, n
 	d := deployRequest{Name: name, Tenant: playgroundTenant, Limits: s.play.cfg.Limits, TTL: s.play.cfg.TTL, Wasm: wasm}
 	if key != "" {
 		d.PlaygroundKey = hashKey(key)
-	} else {
-		d.PlaygroundKey = s.cat.table().byName[name].meta.PlaygroundKey // playgroundOwner found it
+	} else if e := s.cat.table().byName[name]; e != nil && e.meta.PlaygroundKey != "" {
+		d.PlaygroundKey = e.meta.PlaygroundKey // playgroundOwner checked the key against it
+	} else { // it expired or was deleted while it built
+		writeError(rc, errorf(http.StatusNotFound, "playground function %q is gone: it expired or was deleted", name))
+		return
 	}
 	meta, err := s.cat.deploy(ctx, d)
 	if err != nil {
