@@ -128,6 +128,10 @@ func startWith(t *testing.T, cfg wazero.RuntimeConfig, path string, env ...strin
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	t.Cleanup(func() { rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	// The JavaScript engine imports the hostcalls; these tests make none.
+	if err := instantiateNoRequest(ctx, rt); err != nil {
+		t.Fatal(err)
+	}
 	code, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

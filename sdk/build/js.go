@@ -102,8 +102,9 @@ const maxStartOutput = 64 << 10
 // checkStart runs the initialization of the module at path (_initialize, then wisp_start) as the
 // host does when it pre-initializes a deploy, in wazero's interpreter (compiling the module would
 // take longer than running it once), and returns what the engine wrote to standard error when it
-// fails: the script's syntax error, uncaught exception, or missing handler. A module that imports
-// the host's hostcalls is not checked: outside the host they are not there.
+// fails: the script's syntax error, uncaught exception, or missing handler. Hostcalls (the
+// engine's fetch and KV) get the answer the host gives outside a request (instantiateNoRequest).
+// A module that imports other host modules is not checked: outside the host they are not there.
 func checkStart(ctx context.Context, path string) error {
 	code, err := os.ReadFile(path)
 	if err != nil {
@@ -117,9 +118,12 @@ func checkStart(ctx context.Context, path string) error {
 		return fmt.Errorf("cannot check the built module: %w", err)
 	}
 	for _, f := range compiled.ImportedFunctions() {
-		if mod, _, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
+		if mod, _, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName && mod != hostcallModule {
 			return nil
 		}
+	}
+	if err := instantiateNoRequest(ctx, rt); err != nil {
+		return fmt.Errorf("cannot check the built module: %w", err)
 	}
 	var out limitedBuffer
 	cfg := wazero.NewModuleConfig().WithStartFunctions().WithStdout(io.Discard).WithStderr(&out).
@@ -146,6 +150,24 @@ func checkStart(ctx context.Context, path string) error {
 		}
 	}
 	return nil
+}
+
+// hostcallModule is the host module of hostcalls (docs/hostcalls.md).
+const hostcallModule = "wisp"
+
+// instantiateNoRequest defines the hostcall module in rt as the host serves it outside a
+// request, during _initialize and wisp_start: every import returns no-request (code 9, negated).
+// The engine imports it for fetch and KV, and makes no hostcall while it starts unless the
+// script's top level does, which then sees the refusal the host would give.
+func instantiateNoRequest(ctx context.Context, rt wazero.Runtime) error {
+	const noRequest int32 = -9
+	_, err := rt.NewHostModuleBuilder(hostcallModule).
+		NewFunctionBuilder().WithFunc(func(eventID, providerID, ptr, size uint32) int32 { return noRequest }).Export("submit").
+		NewFunctionBuilder().WithFunc(func(eventIDPtr, sizePtr uint32) int32 { return noRequest }).Export("poll").
+		NewFunctionBuilder().WithFunc(func(eventIDPtr, sizePtr uint32) int32 { return noRequest }).Export("wait").
+		NewFunctionBuilder().WithFunc(func(eventID, providerID, ptr uint32) int32 { return noRequest }).Export("read").
+		Instantiate(ctx)
+	return err
 }
 
 // limitedBuffer keeps the first maxStartOutput bytes written to it.

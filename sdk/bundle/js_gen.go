@@ -5,9 +5,9 @@ package bundle
 var jsFiles = []File{
 	{Path: "engine/engine.go", Data: `// Package engine runs a JavaScript function in a Wisp guest: a goja runtime holding the Web API a
 // Workers user expects (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, console, crypto, timers), the function's script, which registers its handler with
-// run(handler) or addEventListener("fetch", listener), and the bridge between the Go SDK's
-// request and response types and those objects.
+// TextDecoder, console, crypto, timers, fetch, and the KV namespace env.KV), the function's
+// script, which registers its handler with run(handler) or addEventListener("fetch", listener),
+// and the bridge between the Go SDK's request and response types and those objects.
 //
 // ` + "`" + `wisp build` + "`" + ` compiles a directory holding index.js into a module whose main calls Start with
 // the script embedded. Start evaluates the script when the host calls wisp_start, before the
@@ -43,8 +43,9 @@ type Options struct {
 	// default os.Stdout and os.Stderr, which Wisp turns into the function's log stream.
 	Stdout, Stderr io.Writer
 
-	// Env is the handler's env argument; nil means the process environment, which holds the
-	// function's configuration (` + "`" + `wisp deploy --env KEY=VALUE` + "`" + `).
+	// Env is the handler's env argument, beside KV, the function's KV namespace (which hides a
+	// variable named KV); nil means the process environment, which holds the function's
+	// configuration (` + "`" + `wisp deploy --env KEY=VALUE` + "`" + `).
 	Env map[string]string
 }
 
@@ -56,7 +57,11 @@ type Engine struct {
 	name string
 	rand randSource
 
-	serveJS, respondJS, nextTimer, runTimers, clearTimers goja.Callable
+	serveJS, respondJS, nextTimer, runTimers, settleJS, resetJS goja.Callable
+
+	// calls are the hostcalls in flight, oldest first: fetches and KV operations the script
+	// started, whose promises wait in the prelude's table under their ids.
+	calls []call
 
 	// out is what the request being served came to, set by the prelude through the natives
 	// respond and fail.
@@ -137,7 +142,7 @@ func New(script string, opt Options) (*Engine, error) {
 	var registered goja.Callable
 	for name, dst := range map[string]*goja.Callable{
 		"serve": &e.serveJS, "respond": &e.respondJS, "registered": &registered,
-		"nextTimer": &e.nextTimer, "runTimers": &e.runTimers, "clearTimers": &e.clearTimers,
+		"nextTimer": &e.nextTimer, "runTimers": &e.runTimers, "settle": &e.settleJS, "reset": &e.resetJS,
 	} {
 		if *dst, ok = goja.AssertFunction(hooks.Get(name)); !ok {
 			return nil, fmt.Errorf("the Web API prelude lacks its %s hook", name)
@@ -151,8 +156,9 @@ func New(script string, opt Options) (*Engine, error) {
 	if _, err := e.vm.RunProgram(user); err != nil {
 		return nil, fmt.Errorf("%s threw while it was evaluated: %s", opt.Name, describe(err))
 	}
-	// Timers set while the script was evaluated would otherwise fire during the first request.
-	if _, err := e.clearTimers(goja.Undefined()); err != nil {
+	// Timers set while the script was evaluated would otherwise fire during the first request,
+	// and calls it started (which the host refuses outside a request) would settle then.
+	if err := e.reset(); err != nil {
 		return nil, err
 	}
 	if ok, err := registered(goja.Undefined()); err != nil || !ok.ToBoolean() {
@@ -179,7 +185,10 @@ func (e *Engine) serve(req *http.Request) (*http.Response, error) {
 	// Randomness is drawn afresh for every request: instances restored from one snapshot would
 	// otherwise share Math.random's sequence.
 	e.rand.reset()
-	defer e.clearTimers(goja.Undefined())
+	if len(e.calls) > 0 {
+		e.reset()
+	}
+	defer e.reset()
 
 	var body goja.Value = goja.Null()
 	if req.ContentLength > 0 {
@@ -221,8 +230,10 @@ func (e *Engine) serve(req *http.Request) (*http.Response, error) {
 }
 
 // wait returns once p has settled, with an error if it was rejected. Each call into the runtime
-// runs the job queue before it returns, so a promise still pending waits for a timer: wait
-// fires timers until it settles, or fails if none is left.
+// runs the job queue before it returns, so a promise still pending waits for a timer or a
+// hostcall: wait runs the timers that are due; when none is, it waits for the oldest hostcall in
+// flight and settles its promise, or, with no hostcall in flight, sleeps until the next timer is
+// due. It fails if neither is left.
 func (e *Engine) wait(p *goja.Promise) error {
 	for p.State() == goja.PromiseStatePending {
 		next, err := e.nextTimer(goja.Undefined())
@@ -230,13 +241,19 @@ func (e *Engine) wait(p *goja.Promise) error {
 			return err
 		}
 		ms := next.ToFloat()
-		if ms < 0 {
+		switch {
+		case ms == 0 || ms > 0 && len(e.calls) == 0:
+			time.Sleep(time.Duration(ms * float64(time.Millisecond)))
+			if _, err := e.runTimers(goja.Undefined()); err != nil {
+				return err
+			}
+		case len(e.calls) > 0:
+			if err := e.complete(); err != nil {
+				return err
+			}
+		default:
 			return errors.New("the handler's promise never settled: it waits for something that will not happen " +
-				"(no timer is set, and Wisp runs no other I/O for JavaScript)")
-		}
-		time.Sleep(time.Duration(ms * float64(time.Millisecond)))
-		if _, err := e.runTimers(goja.Undefined()); err != nil {
-			return err
+				"(no timer is set and no fetch or KV call is in flight)")
 		}
 	}
 	if p.State() == goja.PromiseStateRejected {
@@ -335,6 +352,186 @@ func message(v goja.Value) string {
 		}
 	}
 	return describeValue(v)
+}
+`},
+	{Path: "engine/hostcalls.go", Data: `package engine
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/dop251/goja"
+
+	"github.com/wispfn/wisp/sdk/go/faas/fetch"
+	"github.com/wispfn/wisp/sdk/go/faas/http"
+	"github.com/wispfn/wisp/sdk/go/faas/kv"
+)
+
+// call is a hostcall in flight: the id of its promise in the prelude's table, and wait, which
+// blocks until the call has finished and returns the value that fulfils the promise, or the
+// error that rejects it.
+type call struct {
+	id   goja.Value
+	wait func() (goja.Value, error)
+}
+
+// track adds the call just started under the prelude's id to the calls in flight.
+func (e *Engine) track(id goja.Value, wait func() (goja.Value, error)) {
+	e.calls = append(e.calls, call{id: id, wait: wait})
+}
+
+// complete waits for the oldest call in flight and settles its promise through the prelude's
+// settle(id, value, message), message saying why the call failed. Waiting on one call collects
+// every completion that is ready (sdk/go/internal/hostcall), so the next calls' waits return at
+// once if they have finished too.
+func (e *Engine) complete() error {
+	c := e.calls[0]
+	n := copy(e.calls, e.calls[1:])
+	e.calls[n] = call{}
+	e.calls = e.calls[:n]
+	v, err := c.wait()
+	msg := goja.Undefined()
+	if err != nil {
+		v, msg = goja.Undefined(), e.vm.ToValue(strings.TrimPrefix(err.Error(), "wisp: "))
+	}
+	_, err = e.settleJS(goja.Undefined(), c.id, v, msg)
+	return err
+}
+
+// reset forgets the timers and the calls in flight, here and in the prelude: they belong to the
+// request that started them. The hostcall package fails the calls themselves once the host
+// serves another request (ErrRequestEnded); their promises are dropped, never settled.
+func (e *Engine) reset() error {
+	clear(e.calls)
+	e.calls = e.calls[:0]
+	_, err := e.resetJS(goja.Undefined())
+	return err
+}
+
+// fetch is the native fetch(id, method, url, [name, value, ...], body, offset, length), body
+// null, a string or an ArrayBuffer of which [offset, offset+length) is sent: it starts the
+// request, and its promise settles with [status, [name, value, ...], ArrayBuffer]. The prelude
+// has checked the arguments.
+func (e *Engine) fetch(c goja.FunctionCall) goja.Value {
+	url := c.Argument(2).String()
+	req, err := fetch.NewRequest(c.Argument(1).String(), url, e.payload(c, 4))
+	if err != nil {
+		panic(e.vm.NewTypeError(fmt.Sprintf("fetch %s: %v", url, err)))
+	}
+	flat, _ := c.Argument(3).Export().([]any)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		req.Header[k] = append(req.Header[k], v)
+	}
+	f := fetch.Start(req)
+	e.track(c.Argument(0), func() (goja.Value, error) {
+		resp, err := f.Wait()
+		if err != nil {
+			return nil, err
+		}
+		return e.response(resp)
+	})
+	return goja.Undefined()
+}
+
+// response converts a fetched response to what the prelude makes a Response of. The body is
+// the Go SDK's, in memory: the ArrayBuffer shares its bytes.
+func (e *Engine) response(resp *http.Response) (goja.Value, error) {
+	n := 0
+	for _, vs := range resp.Header {
+		n += len(vs)
+	}
+	flat := make([]any, 0, 2*n)
+	for k, vs := range resp.Header {
+		k = strings.ToLower(k)
+		for _, v := range vs {
+			flat = append(flat, k, v)
+		}
+	}
+	b, err := bodyBytes(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return e.vm.NewArray(resp.StatusCode, e.vm.NewArray(flat...), e.vm.NewArrayBuffer(b)), nil
+}
+
+// bodyBytes returns what b holds: the bytes of an in-memory body (the Go SDK's, which fetched
+// responses have) without copying them, those of another body read to its end.
+func bodyBytes(b http.Body) ([]byte, error) {
+	switch b := b.(type) {
+	case nil:
+		return nil, nil
+	case interface{ Unread() []byte }:
+		return b.Unread(), nil
+	default:
+		defer b.Close()
+		return io.ReadAll(b)
+	}
+}
+
+// payload returns the bytes of the argument at i, with the offset and length that follow it
+// for an ArrayBuffer: nil for null, a string's UTF-8, or the ArrayBuffer's range, not copied
+// (the hostcall copies its payload when it is submitted).
+func (e *Engine) payload(c goja.FunctionCall, i int) []byte {
+	switch v := c.Argument(i).Export().(type) {
+	case nil:
+		return nil
+	case string:
+		return []byte(v)
+	default:
+		return e.bytes(c.Argument(i), c.Argument(i+1), c.Argument(i+2))
+	}
+}
+
+// kvGet is the native kvGet(id, key): its promise settles with the value, an ArrayBuffer, or
+// null if the key does not exist.
+func (e *Engine) kvGet(c goja.FunctionCall) goja.Value {
+	f := kv.StartGet(c.Argument(1).String())
+	e.track(c.Argument(0), func() (goja.Value, error) {
+		v, ok, err := f.Wait()
+		if err != nil || !ok {
+			return goja.Null(), err
+		}
+		return e.vm.ToValue(e.vm.NewArrayBuffer(v)), nil
+	})
+	return goja.Undefined()
+}
+
+// kvPut is the native kvPut(id, key, value, offset, length, ttl): value a string or an
+// ArrayBuffer, ttl in milliseconds (0: none).
+func (e *Engine) kvPut(c goja.FunctionCall) goja.Value {
+	ttl := time.Duration(min(c.Argument(5).ToInteger(), math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	f := kv.StartPut(c.Argument(1).String(), e.payload(c, 2), ttl)
+	e.track(c.Argument(0), func() (goja.Value, error) { return goja.Undefined(), f.Wait() })
+	return goja.Undefined()
+}
+
+// kvDelete is the native kvDelete(id, key).
+func (e *Engine) kvDelete(c goja.FunctionCall) goja.Value {
+	f := kv.StartDelete(c.Argument(1).String())
+	e.track(c.Argument(0), func() (goja.Value, error) { return goja.Undefined(), f.Wait() })
+	return goja.Undefined()
+}
+
+// kvList is the native kvList(id, prefix, limit): its promise settles with [[key, ...], more].
+func (e *Engine) kvList(c goja.FunctionCall) goja.Value {
+	f := kv.StartList(c.Argument(1).String(), int(c.Argument(2).ToInteger()))
+	e.track(c.Argument(0), func() (goja.Value, error) {
+		keys, more, err := f.Wait()
+		if err != nil {
+			return nil, err
+		}
+		names := make([]any, len(keys))
+		for i, k := range keys {
+			names[i] = k
+		}
+		return e.vm.NewArray(e.vm.NewArray(names...), more), nil
+	})
+	return goja.Undefined()
 }
 `},
 	{Path: "engine/native.go", Data: `package engine
@@ -457,6 +654,11 @@ func (e *Engine) natives(opt Options) *goja.Object {
 	})
 	set("respond", e.respond)
 	set("fail", e.fail)
+	set("fetch", e.fetch)
+	set("kvGet", e.kvGet)
+	set("kvPut", e.kvPut)
+	set("kvDelete", e.kvDelete)
+	set("kvList", e.kvList)
 	set("parseURL", func(c goja.FunctionCall) goja.Value {
 		var base *string
 		if b := c.Argument(1); !goja.IsUndefined(b) {
@@ -999,7 +1201,6 @@ func escapeQuery(q string, special bool) string {
       }
     }
   };
-  const clearTimers = () => timers.clear();
 
   // ---------------------------------------------------------------- URL, URLSearchParams
 
@@ -1653,7 +1854,7 @@ func escapeQuery(q string, special bool) string {
       return "default";
     }
     get url() {
-      return "";
+      return this[kURL] === undefined ? "" : this[kURL];
     }
     clone() {
       if (this[kUsed]) throw new TypeError("Response.clone: the body was read already");
@@ -1663,10 +1864,197 @@ func escapeQuery(q string, special bool) string {
       r[kHeaders] = new Headers(this[kHeaders]);
       r[kBody] = this[kBody];
       r[kUsed] = false;
+      if (this[kURL] !== undefined) r[kURL] = this[kURL];
       return r;
     }
     get [Symbol.toStringTag]() {
       return "Response";
+    }
+  }
+
+  // ---------------------------------------------------------------- hostcalls
+
+  // calls holds the promise of each hostcall in flight (fetch, KV) under the id Go was given when
+  // the call started. Go settles them oldest call first, while the request waits for its
+  // handler's promise (engine.go); reset drops those still pending when the response is ready.
+  const calls = new Map();
+  let lastCall = 0;
+
+  // hostcall starts a call with start(id), which throws if the arguments cannot be sent, and
+  // returns a promise of convert(result), or rejected with fail(why) if the call fails.
+  const hostcall = (start, convert, fail) => {
+    const id = ++lastCall;
+    start(id);
+    return new Promise((resolve, reject) => calls.set(id, { resolve, reject, convert, fail }));
+  };
+
+  // settle settles the promise of call id: with convert(value), or with fail(message) when Go
+  // gives the message of the call's error.
+  const settle = (id, value, message) => {
+    const c = calls.get(id);
+    if (c === undefined) return;
+    calls.delete(id);
+    if (message !== undefined) {
+      c.reject(c.fail(message));
+      return;
+    }
+    try {
+      c.resolve(c.convert(value));
+    } catch (e) {
+      c.reject(e);
+    }
+  };
+
+  // reset forgets the timers and the calls of the request that ended. (Map.clear allocates: most
+  // requests leave both empty.)
+  const reset = () => {
+    if (timers.size > 0) timers.clear();
+    if (calls.size > 0) calls.clear();
+  };
+
+  // ---------------------------------------------------------------- fetch
+
+  // fetch sends a request through the host (the Go SDK's faas/fetch): the host follows
+  // redirects, applies the function's allow-list and its timeout, and hands the whole response
+  // over at once. Requests are sent when fetch is called, so those started before an await run
+  // concurrently.
+  const fetch = async (input, init = undefined) => {
+    if (input === undefined) throw new TypeError("fetch: a URL or a Request is required: fetch(url, init)");
+    if (init !== undefined && init !== null && init.redirect !== undefined && init.redirect !== "follow") {
+      throw new TypeError(` + "`" + `fetch: redirect "${init.redirect}" is not supported; Wisp's host follows redirects ("follow")` + "`" + `);
+    }
+    const req = new Request(input, init);
+    const url = req[kURL];
+    const method = req[kMethod];
+    if (!url.startsWith("http:") && !url.startsWith("https:")) {
+      throw new TypeError(` + "`" + `fetch: cannot fetch ${url}: only http and https URLs can be fetched` + "`" + `);
+    }
+    const flat = [];
+    req.headers[kList].forEach((vs, k) => {
+      for (let i = 0; i < vs.length; i++) flat.push(k, vs[i]);
+    });
+    const b = req[kBody];
+    return hostcall(
+      (id) =>
+        b === null || typeof b === "string"
+          ? native.fetch(id, method, url, flat, b)
+          : native.fetch(id, method, url, flat, b.buffer, b.byteOffset, b.byteLength),
+      (res) => fetched(method, url, res[0], res[1], res[2]),
+      (why) => new TypeError(` + "`" + `fetch ${url}: ${why}` + "`" + `),
+    );
+  };
+
+  // fetched makes the Response of a fetch from what Go gives: the status, the flat header list
+  // (names in lower case) and the body's ArrayBuffer, which the Response keeps without a copy.
+  // Its headers are immutable, as in Workers: new Response(res.body, res) makes a mutable copy.
+  const fetched = (method, url, status, flat, body) => {
+    const r = Object.create(Response.prototype);
+    r[kStatus] = status;
+    r[kStatusText] = "";
+    r[kHeaders] = hostHeaders(flat);
+    r[kHeaders][kGuard] = "immutable";
+    r[kBody] = method === "HEAD" || nullBodyStatus.has(status) ? null : new Uint8Array(body);
+    r[kUsed] = false;
+    r[kURL] = url;
+    return r;
+  };
+
+  // ---------------------------------------------------------------- KV
+
+  // The function's KV namespace (the Go SDK's faas/kv), shaped after Workers KV. Keys are
+  // checked by the host: 1 to 512 bytes of letters, digits and "-/_=.".
+  const kvKey = (what, key) => {
+    if (typeof key !== "string") throw new TypeError(` + "`" + `KV ${what}: the key must be a string, not ${describe(key)}` + "`" + `);
+    if (key === "") throw new TypeError(` + "`" + `KV ${what}: the key must not be empty` + "`" + `);
+  };
+  const kvFail = (what, key) => (why) => new Error(` + "`" + `KV ${what} "${key}": ${why}` + "`" + `);
+  const kvText = (buf) => utf8Decode(new Uint8Array(buf));
+  const kvConvert = new Map([
+    ["text", (buf) => (buf === null ? null : kvText(buf))],
+    ["json", (buf) => (buf === null ? null : JSON.parse(kvText(buf)))],
+    ["arrayBuffer", (buf) => buf],
+  ]);
+  const kvSeconds = (what, name, v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new TypeError(` + "`" + `KV ${what}: ${name} must be a positive number of seconds, not ${v}` + "`" + `);
+    return n;
+  };
+  const undefinedResult = () => undefined;
+
+  class KVNamespace {
+    // get returns a promise of key's value, or of null if the key does not exist; type (or
+    // options.type) is "text" (the default), "json" or "arrayBuffer".
+    async get(key, options = undefined) {
+      kvKey("get", key);
+      const type = typeof options === "string" ? options : options !== undefined && options !== null && options.type !== undefined ? options.type : "text";
+      const convert = kvConvert.get(type);
+      if (convert === undefined) {
+        throw new TypeError(` + "`" + `KV get: type ${type === "stream" ? '"stream" is not supported in Wisp' : ` + "`" + `${JSON.stringify(type)} is unknown` + "`" + `}; use "text", "json" or "arrayBuffer"` + "`" + `);
+      }
+      return hostcall((id) => native.kvGet(id, key), convert, kvFail("get", key));
+    }
+    // getWithMetadata is get with the shape Workers gives it; Wisp keeps no metadata.
+    async getWithMetadata(key, options = undefined) {
+      const value = await this.get(key, options);
+      return { value, metadata: null, cacheStatus: null };
+    }
+    // put writes key: value a string, an ArrayBuffer or a typed array; options.expirationTtl
+    // (seconds from now, at least 1) or options.expiration (seconds since the epoch) makes it
+    // expire.
+    async put(key, value, options = undefined) {
+      kvKey("put", key);
+      let ttl = 0;
+      if (options !== undefined && options !== null) {
+        if (options.metadata !== undefined && options.metadata !== null) throw new TypeError("KV put: metadata is not supported in Wisp");
+        if (options.expirationTtl !== undefined) ttl = Math.round(kvSeconds("put", "expirationTtl", options.expirationTtl) * 1000);
+        else if (options.expiration !== undefined) {
+          ttl = Math.round(kvSeconds("put", "expiration", options.expiration) * 1000 - Date.now());
+          if (ttl <= 0) throw new TypeError(` + "`" + `KV put: expiration ${options.expiration} is in the past` + "`" + `);
+        }
+      }
+      let start;
+      if (typeof value === "string") {
+        start = (id) => native.kvPut(id, key, value, 0, 0, ttl);
+      } else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+        const u8 = asBytes(value, "KV put");
+        start = (id) => native.kvPut(id, key, u8.buffer, u8.byteOffset, u8.byteLength, ttl);
+      } else {
+        throw new TypeError(` + "`" + `KV put: the value must be a string, an ArrayBuffer or a typed array, not ${describe(value)}` + "`" + `);
+      }
+      return hostcall(start, undefinedResult, kvFail("put", key));
+    }
+    // delete deletes key; deleting a key that does not exist succeeds.
+    async delete(key) {
+      kvKey("delete", key);
+      return hostcall((id) => native.kvDelete(id, key), undefinedResult, kvFail("delete", key));
+    }
+    // list returns a promise of { keys: [{ name }], list_complete }: the keys starting with
+    // options.prefix, sorted, at most options.limit of them (1000 by default). There is no
+    // cursor: list_complete false says more keys have the prefix.
+    async list(options = undefined) {
+      let prefix = "";
+      let limit = 0;
+      if (options !== undefined && options !== null) {
+        if (options.cursor !== undefined && options.cursor !== null && options.cursor !== "") {
+          throw new TypeError("KV list: cursor is not supported in Wisp; narrow the prefix instead");
+        }
+        if (options.prefix !== undefined && options.prefix !== null) {
+          if (typeof options.prefix !== "string") throw new TypeError(` + "`" + `KV list: prefix must be a string, not ${describe(options.prefix)}` + "`" + `);
+          prefix = options.prefix;
+        }
+        if (options.limit !== undefined) {
+          limit = Number(options.limit);
+          if (!Number.isInteger(limit) || limit < 1) throw new TypeError(` + "`" + `KV list: limit must be a positive integer, not ${options.limit}` + "`" + `);
+        }
+      }
+      return hostcall(
+        (id) => native.kvList(id, prefix, limit),
+        (res) => ({ keys: res[0].map((name) => ({ name })), list_complete: !res[1], cacheStatus: null }),
+        kvFail("list", prefix),
+      );
+    }
+    get [Symbol.toStringTag]() {
+      return "KVNamespace";
     }
   }
 
@@ -1702,8 +2090,9 @@ func escapeQuery(q string, special bool) string {
 
   const kResponse = Symbol("response");
 
-  // ExecutionContext is the handler's ctx. Every promise settles before the response is sent
-  // (engine.go), so waitUntil only reports a rejection.
+  // ExecutionContext is the handler's ctx. Nothing runs after the response is sent (engine.go),
+  // so waitUntil only reports the rejection of a promise that settles before; a fetch or KV call
+  // still in flight then is abandoned.
   class ExecutionContext {
     waitUntil(promise) {
       Promise.resolve(promise).catch((e) => err("Uncaught (in waitUntil)", e));
@@ -1725,6 +2114,8 @@ func escapeQuery(q string, special bool) string {
     }
   }
 
+  // env holds the function's environment variables and its KV namespace, as KV.
+  native.env.KV = new KVNamespace();
   const env = Object.freeze(native.env);
 
   // dispatch returns the handler's result for one request: a Response or a promise of one.
@@ -1780,12 +2171,12 @@ func escapeQuery(q string, special bool) string {
     self: globalThis,
     DOMException, TextEncoder, TextDecoder, btoa, atob, console, crypto, performance,
     setTimeout, setInterval, clearTimeout, clearInterval: clearTimeout, queueMicrotask,
-    URL, URLSearchParams, Headers, Request, Response, ReadableStream, FetchEvent,
+    URL, URLSearchParams, Headers, Request, Response, ReadableStream, FetchEvent, fetch,
     run, addEventListener, removeEventListener,
   };
   for (const name of Object.keys(globals)) defineGlobal(name, globals[name]);
 
-  return { serve, respond, registered, nextTimer, runTimers, clearTimers };
+  return { serve, respond, registered, nextTimer, runTimers, settle, reset };
 })
 `},
 	{Path: "go.mod", Data: `module github.com/wispfn/wisp/sdk/js

@@ -1,8 +1,8 @@
 // Package engine runs a JavaScript function in a Wisp guest: a goja runtime holding the Web API a
 // Workers user expects (Request, Response, Headers, URL, URLSearchParams, TextEncoder,
-// TextDecoder, console, crypto, timers), the function's script, which registers its handler with
-// run(handler) or addEventListener("fetch", listener), and the bridge between the Go SDK's
-// request and response types and those objects.
+// TextDecoder, console, crypto, timers, fetch, and the KV namespace env.KV), the function's
+// script, which registers its handler with run(handler) or addEventListener("fetch", listener),
+// and the bridge between the Go SDK's request and response types and those objects.
 //
 // `wisp build` compiles a directory holding index.js into a module whose main calls Start with
 // the script embedded. Start evaluates the script when the host calls wisp_start, before the
@@ -38,8 +38,9 @@ type Options struct {
 	// default os.Stdout and os.Stderr, which Wisp turns into the function's log stream.
 	Stdout, Stderr io.Writer
 
-	// Env is the handler's env argument; nil means the process environment, which holds the
-	// function's configuration (`wisp deploy --env KEY=VALUE`).
+	// Env is the handler's env argument, beside KV, the function's KV namespace (which hides a
+	// variable named KV); nil means the process environment, which holds the function's
+	// configuration (`wisp deploy --env KEY=VALUE`).
 	Env map[string]string
 }
 
@@ -51,7 +52,11 @@ type Engine struct {
 	name string
 	rand randSource
 
-	serveJS, respondJS, nextTimer, runTimers, clearTimers goja.Callable
+	serveJS, respondJS, nextTimer, runTimers, settleJS, resetJS goja.Callable
+
+	// calls are the hostcalls in flight, oldest first: fetches and KV operations the script
+	// started, whose promises wait in the prelude's table under their ids.
+	calls []call
 
 	// out is what the request being served came to, set by the prelude through the natives
 	// respond and fail.
@@ -132,7 +137,7 @@ func New(script string, opt Options) (*Engine, error) {
 	var registered goja.Callable
 	for name, dst := range map[string]*goja.Callable{
 		"serve": &e.serveJS, "respond": &e.respondJS, "registered": &registered,
-		"nextTimer": &e.nextTimer, "runTimers": &e.runTimers, "clearTimers": &e.clearTimers,
+		"nextTimer": &e.nextTimer, "runTimers": &e.runTimers, "settle": &e.settleJS, "reset": &e.resetJS,
 	} {
 		if *dst, ok = goja.AssertFunction(hooks.Get(name)); !ok {
 			return nil, fmt.Errorf("the Web API prelude lacks its %s hook", name)
@@ -146,8 +151,9 @@ func New(script string, opt Options) (*Engine, error) {
 	if _, err := e.vm.RunProgram(user); err != nil {
 		return nil, fmt.Errorf("%s threw while it was evaluated: %s", opt.Name, describe(err))
 	}
-	// Timers set while the script was evaluated would otherwise fire during the first request.
-	if _, err := e.clearTimers(goja.Undefined()); err != nil {
+	// Timers set while the script was evaluated would otherwise fire during the first request,
+	// and calls it started (which the host refuses outside a request) would settle then.
+	if err := e.reset(); err != nil {
 		return nil, err
 	}
 	if ok, err := registered(goja.Undefined()); err != nil || !ok.ToBoolean() {
@@ -174,7 +180,10 @@ func (e *Engine) serve(req *http.Request) (*http.Response, error) {
 	// Randomness is drawn afresh for every request: instances restored from one snapshot would
 	// otherwise share Math.random's sequence.
 	e.rand.reset()
-	defer e.clearTimers(goja.Undefined())
+	if len(e.calls) > 0 {
+		e.reset()
+	}
+	defer e.reset()
 
 	var body goja.Value = goja.Null()
 	if req.ContentLength > 0 {
@@ -216,8 +225,10 @@ func (e *Engine) serve(req *http.Request) (*http.Response, error) {
 }
 
 // wait returns once p has settled, with an error if it was rejected. Each call into the runtime
-// runs the job queue before it returns, so a promise still pending waits for a timer: wait
-// fires timers until it settles, or fails if none is left.
+// runs the job queue before it returns, so a promise still pending waits for a timer or a
+// hostcall: wait runs the timers that are due; when none is, it waits for the oldest hostcall in
+// flight and settles its promise, or, with no hostcall in flight, sleeps until the next timer is
+// due. It fails if neither is left.
 func (e *Engine) wait(p *goja.Promise) error {
 	for p.State() == goja.PromiseStatePending {
 		next, err := e.nextTimer(goja.Undefined())
@@ -225,13 +236,19 @@ func (e *Engine) wait(p *goja.Promise) error {
 			return err
 		}
 		ms := next.ToFloat()
-		if ms < 0 {
+		switch {
+		case ms == 0 || ms > 0 && len(e.calls) == 0:
+			time.Sleep(time.Duration(ms * float64(time.Millisecond)))
+			if _, err := e.runTimers(goja.Undefined()); err != nil {
+				return err
+			}
+		case len(e.calls) > 0:
+			if err := e.complete(); err != nil {
+				return err
+			}
+		default:
 			return errors.New("the handler's promise never settled: it waits for something that will not happen " +
-				"(no timer is set, and Wisp runs no other I/O for JavaScript)")
-		}
-		time.Sleep(time.Duration(ms * float64(time.Millisecond)))
-		if _, err := e.runTimers(goja.Undefined()); err != nil {
-			return err
+				"(no timer is set and no fetch or KV call is in flight)")
 		}
 	}
 	if p.State() == goja.PromiseStateRejected {

@@ -470,7 +470,7 @@ func TestWebAPI(t *testing.T) {
 		{"crypto quota", `try { crypto.getRandomValues(new Uint8Array(65537)); } catch (e) { return e.name; }`, "QuotaExceededError"},
 		{"math random", `const a = Math.random(), b = Math.random(); return a >= 0 && a < 1 && a !== b`, "true"},
 		{"performance", `const a = performance.now(); return typeof a === "number" && performance.now() >= a`, "true"},
-		{"globals", `return [typeof self, self === globalThis, typeof fetch, typeof structuredClone, typeof DOMException].join()`, "object,true,undefined,undefined,function"},
+		{"globals", `return [typeof self, self === globalThis, typeof fetch, typeof structuredClone, typeof DOMException].join()`, "object,true,function,undefined,function"},
 		{"instanceof", `return [new Response() instanceof Response, new Headers() instanceof Headers, Object.prototype.toString.call(new Headers())].join()`, "true,true,[object Headers]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

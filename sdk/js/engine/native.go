@@ -118,6 +118,11 @@ func (e *Engine) natives(opt Options) *goja.Object {
 	})
 	set("respond", e.respond)
 	set("fail", e.fail)
+	set("fetch", e.fetch)
+	set("kvGet", e.kvGet)
+	set("kvPut", e.kvPut)
+	set("kvDelete", e.kvDelete)
+	set("kvList", e.kvList)
 	set("parseURL", func(c goja.FunctionCall) goja.Value {
 		var base *string
 		if b := c.Argument(1); !goja.IsUndefined(b) {

@@ -298,7 +298,6 @@
       }
     }
   };
-  const clearTimers = () => timers.clear();
 
   // ---------------------------------------------------------------- URL, URLSearchParams
 
@@ -952,7 +951,7 @@
       return "default";
     }
     get url() {
-      return "";
+      return this[kURL] === undefined ? "" : this[kURL];
     }
     clone() {
       if (this[kUsed]) throw new TypeError("Response.clone: the body was read already");
@@ -962,10 +961,197 @@
       r[kHeaders] = new Headers(this[kHeaders]);
       r[kBody] = this[kBody];
       r[kUsed] = false;
+      if (this[kURL] !== undefined) r[kURL] = this[kURL];
       return r;
     }
     get [Symbol.toStringTag]() {
       return "Response";
+    }
+  }
+
+  // ---------------------------------------------------------------- hostcalls
+
+  // calls holds the promise of each hostcall in flight (fetch, KV) under the id Go was given when
+  // the call started. Go settles them oldest call first, while the request waits for its
+  // handler's promise (engine.go); reset drops those still pending when the response is ready.
+  const calls = new Map();
+  let lastCall = 0;
+
+  // hostcall starts a call with start(id), which throws if the arguments cannot be sent, and
+  // returns a promise of convert(result), or rejected with fail(why) if the call fails.
+  const hostcall = (start, convert, fail) => {
+    const id = ++lastCall;
+    start(id);
+    return new Promise((resolve, reject) => calls.set(id, { resolve, reject, convert, fail }));
+  };
+
+  // settle settles the promise of call id: with convert(value), or with fail(message) when Go
+  // gives the message of the call's error.
+  const settle = (id, value, message) => {
+    const c = calls.get(id);
+    if (c === undefined) return;
+    calls.delete(id);
+    if (message !== undefined) {
+      c.reject(c.fail(message));
+      return;
+    }
+    try {
+      c.resolve(c.convert(value));
+    } catch (e) {
+      c.reject(e);
+    }
+  };
+
+  // reset forgets the timers and the calls of the request that ended. (Map.clear allocates: most
+  // requests leave both empty.)
+  const reset = () => {
+    if (timers.size > 0) timers.clear();
+    if (calls.size > 0) calls.clear();
+  };
+
+  // ---------------------------------------------------------------- fetch
+
+  // fetch sends a request through the host (the Go SDK's faas/fetch): the host follows
+  // redirects, applies the function's allow-list and its timeout, and hands the whole response
+  // over at once. Requests are sent when fetch is called, so those started before an await run
+  // concurrently.
+  const fetch = async (input, init = undefined) => {
+    if (input === undefined) throw new TypeError("fetch: a URL or a Request is required: fetch(url, init)");
+    if (init !== undefined && init !== null && init.redirect !== undefined && init.redirect !== "follow") {
+      throw new TypeError(`fetch: redirect "${init.redirect}" is not supported; Wisp's host follows redirects ("follow")`);
+    }
+    const req = new Request(input, init);
+    const url = req[kURL];
+    const method = req[kMethod];
+    if (!url.startsWith("http:") && !url.startsWith("https:")) {
+      throw new TypeError(`fetch: cannot fetch ${url}: only http and https URLs can be fetched`);
+    }
+    const flat = [];
+    req.headers[kList].forEach((vs, k) => {
+      for (let i = 0; i < vs.length; i++) flat.push(k, vs[i]);
+    });
+    const b = req[kBody];
+    return hostcall(
+      (id) =>
+        b === null || typeof b === "string"
+          ? native.fetch(id, method, url, flat, b)
+          : native.fetch(id, method, url, flat, b.buffer, b.byteOffset, b.byteLength),
+      (res) => fetched(method, url, res[0], res[1], res[2]),
+      (why) => new TypeError(`fetch ${url}: ${why}`),
+    );
+  };
+
+  // fetched makes the Response of a fetch from what Go gives: the status, the flat header list
+  // (names in lower case) and the body's ArrayBuffer, which the Response keeps without a copy.
+  // Its headers are immutable, as in Workers: new Response(res.body, res) makes a mutable copy.
+  const fetched = (method, url, status, flat, body) => {
+    const r = Object.create(Response.prototype);
+    r[kStatus] = status;
+    r[kStatusText] = "";
+    r[kHeaders] = hostHeaders(flat);
+    r[kHeaders][kGuard] = "immutable";
+    r[kBody] = method === "HEAD" || nullBodyStatus.has(status) ? null : new Uint8Array(body);
+    r[kUsed] = false;
+    r[kURL] = url;
+    return r;
+  };
+
+  // ---------------------------------------------------------------- KV
+
+  // The function's KV namespace (the Go SDK's faas/kv), shaped after Workers KV. Keys are
+  // checked by the host: 1 to 512 bytes of letters, digits and "-/_=.".
+  const kvKey = (what, key) => {
+    if (typeof key !== "string") throw new TypeError(`KV ${what}: the key must be a string, not ${describe(key)}`);
+    if (key === "") throw new TypeError(`KV ${what}: the key must not be empty`);
+  };
+  const kvFail = (what, key) => (why) => new Error(`KV ${what} "${key}": ${why}`);
+  const kvText = (buf) => utf8Decode(new Uint8Array(buf));
+  const kvConvert = new Map([
+    ["text", (buf) => (buf === null ? null : kvText(buf))],
+    ["json", (buf) => (buf === null ? null : JSON.parse(kvText(buf)))],
+    ["arrayBuffer", (buf) => buf],
+  ]);
+  const kvSeconds = (what, name, v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new TypeError(`KV ${what}: ${name} must be a positive number of seconds, not ${v}`);
+    return n;
+  };
+  const undefinedResult = () => undefined;
+
+  class KVNamespace {
+    // get returns a promise of key's value, or of null if the key does not exist; type (or
+    // options.type) is "text" (the default), "json" or "arrayBuffer".
+    async get(key, options = undefined) {
+      kvKey("get", key);
+      const type = typeof options === "string" ? options : options !== undefined && options !== null && options.type !== undefined ? options.type : "text";
+      const convert = kvConvert.get(type);
+      if (convert === undefined) {
+        throw new TypeError(`KV get: type ${type === "stream" ? '"stream" is not supported in Wisp' : `${JSON.stringify(type)} is unknown`}; use "text", "json" or "arrayBuffer"`);
+      }
+      return hostcall((id) => native.kvGet(id, key), convert, kvFail("get", key));
+    }
+    // getWithMetadata is get with the shape Workers gives it; Wisp keeps no metadata.
+    async getWithMetadata(key, options = undefined) {
+      const value = await this.get(key, options);
+      return { value, metadata: null, cacheStatus: null };
+    }
+    // put writes key: value a string, an ArrayBuffer or a typed array; options.expirationTtl
+    // (seconds from now, at least 1) or options.expiration (seconds since the epoch) makes it
+    // expire.
+    async put(key, value, options = undefined) {
+      kvKey("put", key);
+      let ttl = 0;
+      if (options !== undefined && options !== null) {
+        if (options.metadata !== undefined && options.metadata !== null) throw new TypeError("KV put: metadata is not supported in Wisp");
+        if (options.expirationTtl !== undefined) ttl = Math.round(kvSeconds("put", "expirationTtl", options.expirationTtl) * 1000);
+        else if (options.expiration !== undefined) {
+          ttl = Math.round(kvSeconds("put", "expiration", options.expiration) * 1000 - Date.now());
+          if (ttl <= 0) throw new TypeError(`KV put: expiration ${options.expiration} is in the past`);
+        }
+      }
+      let start;
+      if (typeof value === "string") {
+        start = (id) => native.kvPut(id, key, value, 0, 0, ttl);
+      } else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+        const u8 = asBytes(value, "KV put");
+        start = (id) => native.kvPut(id, key, u8.buffer, u8.byteOffset, u8.byteLength, ttl);
+      } else {
+        throw new TypeError(`KV put: the value must be a string, an ArrayBuffer or a typed array, not ${describe(value)}`);
+      }
+      return hostcall(start, undefinedResult, kvFail("put", key));
+    }
+    // delete deletes key; deleting a key that does not exist succeeds.
+    async delete(key) {
+      kvKey("delete", key);
+      return hostcall((id) => native.kvDelete(id, key), undefinedResult, kvFail("delete", key));
+    }
+    // list returns a promise of { keys: [{ name }], list_complete }: the keys starting with
+    // options.prefix, sorted, at most options.limit of them (1000 by default). There is no
+    // cursor: list_complete false says more keys have the prefix.
+    async list(options = undefined) {
+      let prefix = "";
+      let limit = 0;
+      if (options !== undefined && options !== null) {
+        if (options.cursor !== undefined && options.cursor !== null && options.cursor !== "") {
+          throw new TypeError("KV list: cursor is not supported in Wisp; narrow the prefix instead");
+        }
+        if (options.prefix !== undefined && options.prefix !== null) {
+          if (typeof options.prefix !== "string") throw new TypeError(`KV list: prefix must be a string, not ${describe(options.prefix)}`);
+          prefix = options.prefix;
+        }
+        if (options.limit !== undefined) {
+          limit = Number(options.limit);
+          if (!Number.isInteger(limit) || limit < 1) throw new TypeError(`KV list: limit must be a positive integer, not ${options.limit}`);
+        }
+      }
+      return hostcall(
+        (id) => native.kvList(id, prefix, limit),
+        (res) => ({ keys: res[0].map((name) => ({ name })), list_complete: !res[1], cacheStatus: null }),
+        kvFail("list", prefix),
+      );
+    }
+    get [Symbol.toStringTag]() {
+      return "KVNamespace";
     }
   }
 
@@ -1001,8 +1187,9 @@
 
   const kResponse = Symbol("response");
 
-  // ExecutionContext is the handler's ctx. Every promise settles before the response is sent
-  // (engine.go), so waitUntil only reports a rejection.
+  // ExecutionContext is the handler's ctx. Nothing runs after the response is sent (engine.go),
+  // so waitUntil only reports the rejection of a promise that settles before; a fetch or KV call
+  // still in flight then is abandoned.
   class ExecutionContext {
     waitUntil(promise) {
       Promise.resolve(promise).catch((e) => err("Uncaught (in waitUntil)", e));
@@ -1024,6 +1211,8 @@
     }
   }
 
+  // env holds the function's environment variables and its KV namespace, as KV.
+  native.env.KV = new KVNamespace();
   const env = Object.freeze(native.env);
 
   // dispatch returns the handler's result for one request: a Response or a promise of one.
@@ -1079,10 +1268,10 @@
     self: globalThis,
     DOMException, TextEncoder, TextDecoder, btoa, atob, console, crypto, performance,
     setTimeout, setInterval, clearTimeout, clearInterval: clearTimeout, queueMicrotask,
-    URL, URLSearchParams, Headers, Request, Response, ReadableStream, FetchEvent,
+    URL, URLSearchParams, Headers, Request, Response, ReadableStream, FetchEvent, fetch,
     run, addEventListener, removeEventListener,
   };
   for (const name of Object.keys(globals)) defineGlobal(name, globals[name]);
 
-  return { serve, respond, registered, nextTimer, runTimers, clearTimers };
+  return { serve, respond, registered, nextTimer, runTimers, settle, reset };
 })
