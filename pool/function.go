@@ -710,9 +710,10 @@ func (f *Function) callError(ctx context.Context, in *instance, err error) error
 func (f *Function) fault(kind FaultKind, detail string) *GuestError {
 	e := &GuestError{Function: f.name, Kind: kind, ID: newErrorID(), Detail: detail}
 	f.stats.faults(kind).Inc()
-	f.rt.log.Error("guest fault", "function", f.name, "kind", string(kind), "error_id", e.ID, "detail", detail)
-	if out := f.rt.output; out != nil {
+	if out := f.rt.output; out != nil { // the function's stream, which logs it as well
 		out(OutputLine{Function: f.name, Stream: "host", Level: slog.LevelError, Message: string(kind) + ": " + detail, ErrorID: e.ID})
+	} else {
+		f.rt.log.Error("guest fault", "function", f.name, "kind", string(kind), "error_id", e.ID, "detail", detail)
 	}
 	return e
 }

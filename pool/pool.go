@@ -47,7 +47,8 @@ type Config struct {
 	StagedMemory int64
 	// Output receives every line a function's instances write to stdout or stderr, and the
 	// runtime's own lines about a function (its faults, under their error ids), for the
-	// function's log stream (ring/provider/log). Nil: they go to Logger.
+	// function's log stream (ring/provider/log), which is expected to log them too. Nil: they
+	// go to Logger.
 	Output func(OutputLine)
 	// Ring serves guests' hostcalls (log, kv, fetch, rpc). Nil: modules importing the "wisp"
 	// host module are refused at deploy. The Runtime does not close it.

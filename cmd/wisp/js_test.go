@@ -44,14 +44,22 @@ func (p *process) waitLog(parts ...string) bool {
 		p.mu.Lock()
 		logs := p.logs.String()
 		p.mu.Unlock()
-		for _, line := range strings.Split(logs, "\n") {
-			found := true
-			for _, part := range parts {
-				found = found && strings.Contains(line, part)
-			}
-			if found {
-				return true
-			}
+		if hasLine(logs, parts...) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasLine reports whether a line of text holds all of parts.
+func hasLine(text string, parts ...string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		found := true
+		for _, part := range parts {
+			found = found && strings.Contains(line, part)
+		}
+		if found {
+			return true
 		}
 	}
 	return false

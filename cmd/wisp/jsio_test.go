@@ -126,18 +126,8 @@ func TestJSFetchAndKV(t *testing.T) {
 // it: lines reach the function's stream after the response.
 func logged(p *process, fn string, parts ...string) bool {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		out, err := p.cli("logs", fn)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(out, "\n") {
-			found := true
-			for _, part := range parts {
-				found = found && strings.Contains(line, part)
-			}
-			if found {
-				return true
-			}
+		if out, err := p.cli("logs", fn); err == nil && hasLine(out, parts...) {
+			return true
 		}
 	}
 	return false

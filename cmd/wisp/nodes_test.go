@@ -185,6 +185,8 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"bad leaf remote", []string{"--region", "eu", "--home-region", "us", "--leaf-remote", "nats-leaf://nowhere"}, "invalid leaf remote"},
 		{"bad pprof address", []string{"--pprof-listen", "nowhere"}, "--pprof-listen"},
 		{"negative staged memory", []string{"--staged-memory-mib", "-1"}, "--staged-memory-mib"},
+		{"playground TTL too short", []string{"--playground", "--playground-ttl", "0s"}, "--playground-ttl"},
+		{"playground TTL too long", []string{"--playground", "--playground-ttl", "721h"}, "--playground-ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
